@@ -1,0 +1,1 @@
+"""Campus security gateway: MQTT device messages to InfluxDB, alarms to police/fire linkage."""

@@ -1,0 +1,199 @@
+"""One settings tree for the gateway: a TOML file, overridden by CAMPUSGW_* environment variables.
+
+Every field has a description (shown by `campusgw config --schema`); unknown keys are errors, so a
+typo in a config file stops start-up instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "CAMPUSGW_"
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    """The broker connection. One connection, fixed client id, persistent session."""
+
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: Port = Field(1883, description="Broker TCP port.")
+    client_id: str = Field(
+        "campusgw",
+        min_length=1,
+        max_length=23,
+        description="Fixed MQTT client id; the broker keeps this session's queue while the "
+        "gateway is down. Two gateways must never share it.",
+    )
+    topic_root: str = Field("campus", pattern=r"^[A-Za-z0-9_-]+$", description="First topic level.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds.")
+    username: str | None = Field(None, description="Broker user name, if the broker requires one.")
+    password: SecretStr | None = Field(None, description="Broker password.")
+    max_payload_bytes: int = Field(
+        65536, ge=64, description="Larger payloads are dead-lettered as oversized."
+    )
+    reconnect_max_s: float = Field(5.0, gt=0, description="Longest wait between reconnects.")
+
+
+class InfluxSettings(_Section):
+    """Telemetry storage over the InfluxDB v1 HTTP API (/write, /query)."""
+
+    url: AnyHttpUrl = Field(AnyHttpUrl("http://127.0.0.1:8086"), description="InfluxDB base URL.")
+    database: str = Field("campus", min_length=1, description="Database; created at start-up.")
+    username: str | None = Field(None, description="InfluxDB user, if auth is enabled.")
+    password: SecretStr | None = Field(None, description="InfluxDB password.")
+    batch_size: int = Field(5000, ge=1, description="Write when this many points are buffered.")
+    flush_interval_s: float = Field(0.2, gt=0, description="Write at least this often, seconds.")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one write.")
+    max_buffer: int = Field(
+        200_000, ge=1, description="Points held in memory while InfluxDB is unreachable."
+    )
+
+
+class StoreSettings(_Section):
+    """The embedded alarm store (SQLite)."""
+
+    path: Path = Field(Path("var/gateway.db"), description="SQLite file for alarms and letters.")
+
+
+class ApiSettings(_Section):
+    """The HTTP API and console."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: Port = Field(8000, description="Port the API listens on.")
+
+
+class EndpointSettings(_Section):
+    """A linkage endpoint (police 110, fire 119, a monitoring centre) receiving alarms as JSON."""
+
+    url: AnyHttpUrl = Field(description="Alarms are POSTed here as JSON.")
+    timeout_s: float = Field(5.0, gt=0, description="One attempt fails after this many seconds.")
+
+
+class LinkageSettings(_Section):
+    """Where alarms go and how hard the gateway tries."""
+
+    endpoints: dict[str, EndpointSettings] = Field(
+        default_factory=dict, description="Endpoints by name, e.g. police, fire."
+    )
+    routes: dict[str, list[str]] = Field(
+        default_factory=lambda: {"police": [], "medical": [], "fire": [], "intrusion": []},
+        description="Alarm category -> endpoint names. Categories: police, medical, fire "
+        "(button press) and intrusion (gate forced). An empty list keeps the alarm in the "
+        "security room only.",
+    )
+    retry_initial_s: float = Field(0.2, gt=0, description="First retry delay, seconds.")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest retry delay, seconds.")
+
+    @field_validator("routes")
+    @classmethod
+    def _known_categories(cls, routes: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = set(routes) - {"police", "medical", "fire", "intrusion"}
+        if unknown:
+            raise ValueError(f"unknown alarm categories {sorted(unknown)}")
+        return routes
+
+    @model_validator(mode="after")
+    def _routes_name_endpoints(self) -> LinkageSettings:
+        for category, names in self.routes.items():
+            for name in names:
+                if name not in self.endpoints:
+                    raise ValueError(
+                        f"routes.{category} names endpoint {name!r}, which is not in "
+                        f"linkage.endpoints ({sorted(self.endpoints) or 'none defined'})"
+                    )
+        return self
+
+
+class DriverRoute(_Section):
+    """Use a named driver for the devices whose `school/kind/device` matches a glob."""
+
+    match: str = Field(description="fnmatch glob on school/kind/device, e.g. 's3/gate/*'.")
+    driver: str = Field(description="Driver name, see `campusgw drivers`.")
+
+    def matches(self, device_key: str) -> bool:
+        """True when this route applies to the device."""
+        return fnmatch.fnmatchcase(device_key, self.match)
+
+
+class DriverSettings(_Section):
+    """Which driver decodes which device; the family's canonical driver by default."""
+
+    routes: list[DriverRoute] = Field(default_factory=list, description="First match wins.")
+
+
+class Settings(BaseSettings):
+    """The whole gateway configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)  # type: ignore[arg-type]
+    drivers: DriverSettings = Field(default_factory=DriverSettings)  # type: ignore[arg-type]
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field."""
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read a TOML file (optional) plus the environment, or raise ConfigError naming the field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from exc
+
+
+def format_validation_error(exc: ValidationError, path: Path | None) -> str:
+    """One line per bad field: `mqtt.port: Input should be ... (env CAMPUSGW_MQTT__PORT)`."""
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where}:"]
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"] if isinstance(p, str))
+        lines.append(f"  {field}: {err['msg']} (file key {field!r} or env {env})")
+    return "\n".join(lines)

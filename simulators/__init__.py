@@ -1,0 +1,1 @@
+"""Device simulators and linkage endpoint simulators; they reach the gateway over MQTT/HTTP only."""
