@@ -88,6 +88,10 @@ class EndpointSettings(_Section):
     timeout_s: float = Field(5.0, gt=0, description="One attempt fails after this many seconds.")
 
 
+def _no_routes() -> dict[str, list[str]]:
+    return {"police": [], "medical": [], "fire": [], "intrusion": []}
+
+
 class LinkageSettings(_Section):
     """Where alarms go and how hard the gateway tries."""
 
@@ -95,7 +99,7 @@ class LinkageSettings(_Section):
         default_factory=dict, description="Endpoints by name, e.g. police, fire."
     )
     routes: dict[str, list[str]] = Field(
-        default_factory=lambda: {"police": [], "medical": [], "fire": [], "intrusion": []},
+        default_factory=_no_routes,
         description="Alarm category -> endpoint names. Categories: police, medical, fire "
         "(button press) and intrusion (gate forced). An empty list keeps the alarm in the "
         "security room only.",
@@ -147,13 +151,15 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
-    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)  # type: ignore[arg-type]
-    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
-    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
-    linkage: LinkageSettings = Field(default_factory=LinkageSettings)  # type: ignore[arg-type]
-    drivers: DriverSettings = Field(default_factory=DriverSettings)  # type: ignore[arg-type]
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+    drivers: DriverSettings = Field(default_factory=DriverSettings)
+    log_level: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level."
+    )
 
     @classmethod
     def settings_customise_sources(

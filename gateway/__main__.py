@@ -1,0 +1,5 @@
+"""`python -m gateway` is `campusgw`."""
+
+from gateway.cli import main
+
+raise SystemExit(main())

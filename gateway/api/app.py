@@ -1,0 +1,133 @@
+"""FastAPI adapter: health, alarms, devices, dead letters and counters for the security room."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from gateway.devices import DeviceTracker
+from gateway.models import Alarm, AlarmState, DeviceRecord
+from gateway.ports import AlarmQuery, AlarmStore
+from gateway.stats import Stats
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What the API reads; wired by runtime.py."""
+
+    store: AlarmStore
+    devices: DeviceTracker
+    stats: Stats
+    health: Callable[[], Awaitable[dict[str, Any]]]
+    extra_stats: Callable[[], dict[str, int]]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of results with the total before paging."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[T]
+
+
+class DeadLetterOut(BaseModel):
+    """A dead letter as JSON: payload as text when it is UTF-8, and always as base64."""
+
+    id: int
+    topic: str
+    reason: str
+    received_at: datetime
+    payload_text: str | None
+    payload_base64: str
+    size: int
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    """The API; OpenAPI at /docs."""
+    app = FastAPI(
+        title="Campus security gateway",
+        version="0.1.0",
+        description="Alarms, devices and dead letters of one gateway.",
+    )
+    _health_routes(app, ctx)
+    _alarm_routes(app, ctx)
+    _other_routes(app, ctx)
+    return app
+
+
+def _health_routes(app: FastAPI, ctx: ApiContext) -> None:
+    @app.get("/healthz", summary="MQTT and InfluxDB state; 503 when either is down")
+    async def healthz() -> JSONResponse:
+        report = await ctx.health()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @app.get("/api/stats", summary="Counters since start-up and totals from the store")
+    async def stats() -> dict[str, Any]:
+        counts = await ctx.store.counts()
+        return {**ctx.stats.snapshot(), **counts, **ctx.extra_stats()}
+
+
+def _alarm_routes(app: FastAPI, ctx: ApiContext) -> None:
+    @app.get("/api/alarms", summary="Alarms, oldest first, with per-endpoint delivery")
+    async def list_alarms(
+        school: str | None = None,
+        device: str | None = None,
+        state: AlarmState | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> Page[Alarm]:
+        query = AlarmQuery(school, device, state.value if state else None, limit, offset)
+        items, total = await ctx.store.list_alarms(query)
+        return Page[Alarm](total=total, limit=limit, offset=offset, items=items)
+
+    @app.get("/api/alarms/{alarm_id}", summary="One alarm")
+    async def get_alarm(alarm_id: str) -> Alarm:
+        alarm = await ctx.store.get_alarm(alarm_id)
+        if alarm is None:
+            raise HTTPException(404, f"no alarm {alarm_id}")
+        return alarm
+
+
+def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
+    @app.get("/api/devices", summary="Devices heard since start-up: last seen, last status")
+    async def devices(
+        school: str | None = None, kind: str | None = None, limit: Limit = 1000, offset: Offset = 0
+    ) -> Page[DeviceRecord]:
+        records = ctx.devices.records(school, kind)
+        page = records[offset : offset + limit]
+        return Page[DeviceRecord](total=len(records), limit=limit, offset=offset, items=page)
+
+    @app.get("/api/dead-letters", summary="Messages that could not be used, newest first")
+    async def dead_letters(limit: Limit = 100, offset: Offset = 0) -> Page[DeadLetterOut]:
+        letters, total = await ctx.store.list_dead_letters(limit, offset)
+        items = [
+            DeadLetterOut(
+                id=d.id, topic=d.topic, reason=d.reason, received_at=d.received_at,
+                payload_text=_text(d.payload), size=len(d.payload),
+                payload_base64=base64.b64encode(d.payload).decode(),
+            )
+            for d in letters
+        ]  # fmt: skip
+        return Page[DeadLetterOut](total=total, limit=limit, offset=offset, items=items)
+
+
+def _text(payload: bytes) -> str | None:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

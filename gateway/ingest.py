@@ -1,0 +1,136 @@
+"""MQTT message -> driver -> core: telemetry points, alarms and dead letters for one batch.
+
+A batch's alarms and dead letters are committed in one durable transaction before the batch is
+acknowledged to the broker, so nothing a device published is lost or silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from drivers.base import DecodeError, Driver
+from gateway.alarms import alarm_category, new_alarm
+from gateway.config import Settings
+from gateway.devices import DeviceTracker
+from gateway.lineproto import to_line
+from gateway.models import ID_PATTERN, Channel, DeviceMessage, Kind, Topic
+from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter
+from gateway.stats import Stats
+
+log = logging.getLogger(__name__)
+
+DriverLookup = Callable[[Topic], Driver]
+TOPIC_SHAPE = "{root}/{school}/{kind}/{device}/{channel}"
+
+
+class TopicError(ValueError):
+    """A topic that does not follow the device contract."""
+
+
+def parse_topic(topic: str, root: str) -> Topic:
+    """`campus/s1/button/b1/event` -> Topic, or TopicError saying what is wrong."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != root:
+        raise TopicError(f"unknown topic: expected {TOPIC_SHAPE.replace('{root}', root)}")
+    _, school, kind, device, channel = parts
+    for name, value in (("school", school), ("device", device)):
+        if not ID_PATTERN.match(value):
+            raise TopicError(f"bad {name} id {value!r}: must match {ID_PATTERN.pattern}")
+    try:
+        parsed_kind = Kind(kind)
+    except ValueError:
+        raise TopicError(f"unknown kind {kind!r}: one of {[k.value for k in Kind]}") from None
+    try:
+        parsed_channel = Channel(channel)
+    except ValueError:
+        choices = [c.value for c in Channel]
+        raise TopicError(f"unknown channel {channel!r}: one of {choices}") from None
+    return Topic(school, parsed_kind, device, parsed_channel)
+
+
+@dataclass(slots=True)
+class _Batch:
+    alarms: list[NewAlarm]
+    letters: list[NewDeadLetter]
+    lines: list[bytes]
+
+
+class Ingest:
+    """Turns batches of raw messages into stored alarms, queued points and dead letters."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        drivers: DriverLookup,
+        store: AlarmStore,
+        add_point: Callable[[bytes], None],
+        devices: DeviceTracker,
+        stats: Stats,
+        on_alarms: Callable[[list[str]], None],
+    ) -> None:
+        self._settings = settings
+        self._drivers = drivers
+        self._store = store
+        self._add_point = add_point
+        self._devices = devices
+        self._stats = stats
+        self._on_alarms = on_alarms
+
+    async def handle(self, raw: list[tuple[str, bytes]]) -> None:
+        """Decode and route every message; returns once alarms and letters are durable."""
+        now = datetime.now(UTC)
+        batch = _Batch([], [], [])
+        for topic, payload in raw:
+            self._one(topic, payload, now, batch)
+        if batch.alarms or batch.letters:
+            created = await self._store.commit(batch.alarms, batch.letters)
+            self._stats.alarms_raised += len(created)
+            self._stats.alarm_duplicates += len(batch.alarms) - len(created)
+            if created:
+                self._on_alarms(created)
+        # Points are queued after the commit so a failed commit leaves no half-handled batch.
+        for line in batch.lines:
+            self._add_point(line)
+        self._stats.points_queued += len(batch.lines)
+
+    def _one(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
+        msg = self._decode(topic, payload, now, batch)
+        if msg is None:
+            return
+        batch.lines.append(to_line(msg))
+        self._devices.seen(msg)
+        category = alarm_category(msg)
+        if category is not None:
+            batch.alarms.append(new_alarm(msg, category, self._settings.linkage))
+
+    def _decode(
+        self, topic: str, payload: bytes, now: datetime, batch: _Batch
+    ) -> DeviceMessage | None:
+        limit = self._settings.mqtt.max_payload_bytes
+        if len(payload) > limit:
+            reason = (
+                f"oversized: {len(payload)} bytes > mqtt.max_payload_bytes ({limit});"
+                f" kept the first {limit} bytes"
+            )
+            self._letter(batch, topic, payload[:limit], reason, now)
+            return None
+        try:
+            parsed = parse_topic(topic, self._settings.mqtt.topic_root)
+            driver = self._drivers(parsed)
+            return DeviceMessage(parsed, driver.decode(parsed.channel, payload), now)
+        except (TopicError, DecodeError, KeyError) as exc:
+            reason = str(exc) if not isinstance(exc, KeyError) else f"driver: {exc.args[0]}"
+        except Exception as exc:  # a driver bug must not stop the other messages
+            log.exception("driver failed on %s", topic)
+            reason = f"driver crashed: {type(exc).__name__}: {exc}"
+        self._letter(batch, topic, payload, reason, now)
+        return None
+
+    def _letter(
+        self, batch: _Batch, topic: str, payload: bytes, reason: str, now: datetime
+    ) -> None:
+        self._stats.dead_letters_in += 1
+        batch.letters.append(NewDeadLetter(topic, payload, reason, now))

@@ -1,0 +1,240 @@
+"""MQTT adapter: one paho-mqtt 2.x client driven by the asyncio loop, acknowledging manually.
+
+Why paho: with `manual_ack=True` a QoS 1 PUBACK is sent only when we call `ack`, i.e. after the
+message's alarm or dead letter is committed (docs/decisions.md). The socket is watched with
+`add_reader`/`add_writer` (paho's own asyncio pattern), so no thread of ours touches it.
+The session is persistent (fixed client id, clean_session=False): what the broker queued while the
+gateway was down arrives after restart; unacknowledged messages are redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.config import MqttSettings
+from gateway.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A received message; `generation` ties its mid to the connection it arrived on."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    generation: int
+
+
+Handler = Callable[[list[Inbound]], Awaitable[None]]
+
+
+class MqttLink:
+    """Owns the connection: reconnects, subscribes, hands batches to a handler, acks them."""
+
+    def __init__(self, settings: MqttSettings, stats: Stats, batch_max: int = 500) -> None:
+        self._settings = settings
+        self._stats = stats
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._generation = 0
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.last_error: str | None = None
+        self.status_topic = f"{settings.topic_root}/_gateway/{settings.client_id}/availability"
+        self._client = self._make_client()
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker accepted our CONNECT and the socket is up."""
+        return self._connected.is_set()
+
+    def _make_client(self) -> paho.Client:
+        s = self._settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
+        if s.username:
+            client.username_pw_set(
+                s.username, s.password.get_secret_value() if s.password else None
+            )
+        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        return client
+
+    # --- paho callbacks (run inside loop_read/loop_write on the event loop) ----------------
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, client.loop_read)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048 * 1024)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, client.loop_write)
+
+    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused connection: {reason}"
+            log.error("%s", self.last_error)
+            return
+        self._generation += 1
+        self._stats.mqtt_connects += 1
+        root = self._settings.topic_root
+        client.subscribe(f"{root}/#", qos=1)
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        self.last_error = None
+        self._connected.set()
+        log.info(
+            "MQTT connected to %s:%d as %s (session present: %s)",
+            self._settings.host, self._settings.port, self._settings.client_id,
+            flags.session_present,
+        )  # fmt: skip
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if self._connected.is_set():
+            log.warning("MQTT connection lost: %s", reason)
+        self._connected.clear()
+        self._lost.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == self.status_topic:
+            self._ack_now(msg)
+            return
+        self._stats.messages_in += 1
+        item = Inbound(
+            msg.topic, bytes(msg.payload), msg.qos, msg.mid, msg.retain, self._generation
+        )
+        self._queue.put_nowait(item)
+
+    def _ack_now(self, msg: paho.MQTTMessage) -> None:
+        if msg.qos > 0:
+            self._client.ack(msg.mid, msg.qos)
+
+    # --- our side -------------------------------------------------------------------------
+
+    def ack(self, items: list[Inbound]) -> None:
+        """Acknowledge processed messages; ones from an earlier connection are left for the
+        broker to redeliver (their mids mean nothing on this connection)."""
+        for item in items:
+            if item.qos > 0 and item.generation == self._generation and self.connected:
+                self._client.ack(item.mid, item.qos)
+                self._stats.messages_acked += 1
+
+    async def run(self, handler: Handler, stop: asyncio.Event) -> None:
+        """Connect (and reconnect) until `stop`, passing batches of messages to `handler`."""
+        self._loop = asyncio.get_running_loop()
+        consumer = asyncio.create_task(self._consume(handler, stop), name="mqtt-consume")
+        try:
+            await self._connection_loop(stop)
+        finally:
+            await consumer
+            await self._disconnect()
+
+    async def _connection_loop(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            if await self._connect_once():
+                delay = 0.1
+                await self._serve_until_lost(stop)
+            else:
+                await _wait(stop, delay)
+                delay = min(delay * 2, self._settings.reconnect_max_s)
+
+    async def _connect_once(self) -> bool:
+        s = self._settings
+        self._lost.clear()
+        try:
+            rc = self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
+        except OSError as exc:
+            self.last_error = f"cannot reach broker {s.host}:{s.port}: {exc}"
+            log.warning("%s", self.last_error)
+            return False
+        return bool(rc == MQTTErrorCode.MQTT_ERR_SUCCESS)
+
+    async def _serve_until_lost(self, stop: asyncio.Event) -> None:
+        lost = asyncio.create_task(self._lost.wait())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            while not (lost.done() or stopped.done()):
+                await asyncio.wait({lost, stopped}, timeout=1.0)
+                self._client.loop_misc()  # keepalive pings
+        finally:
+            lost.cancel()
+            stopped.cancel()
+
+    async def _consume(self, handler: Handler, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and self._queue.empty()):
+            batch = await self._next_batch(stop)
+            if batch:
+                await handler(batch)
+                self.ack(batch)
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[Inbound]:
+        if self._queue.empty():
+            getter = asyncio.ensure_future(self._queue.get())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({getter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not getter.done():
+                getter.cancel()
+                return []
+            batch = [getter.result()]
+        else:
+            batch = []
+        while len(batch) < self._batch_max and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _disconnect(self) -> None:
+        if not self.connected:
+            return
+        info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
+        deadline = time.monotonic() + 2.0
+        # paho offers no awaitable for a PUBACK; poll briefly so the retained offline lands.
+        while not info.is_published() and time.monotonic() < deadline and self.connected:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        self._client.disconnect()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)

@@ -1,0 +1,57 @@
+"""Config: file + environment, and errors that name the field."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings
+
+EXAMPLE = Path(__file__).parents[2] / "campusgw.example.toml"
+
+
+def test_example_config_loads() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.mqtt.port == 1883
+    assert str(settings.influxdb.url) == "http://127.0.0.1:8086/"
+    assert settings.influxdb.database == "campus"
+    assert settings.api.port == 8000
+    assert settings.linkage.routes["fire"] == ["fire"]
+
+
+def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPUSGW_MQTT__PORT", "1999")
+    assert load_settings(EXAMPLE).mqtt.port == 1999
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("[mqtt]\nport = 70000\n", "mqtt.port"),
+        ("[mqtt]\nprot = 1\n", "mqtt.prot"),
+        ("[influxdb]\nurl = 'not a url'\n", "influxdb.url"),
+        ("[linkage.routes]\npolice = ['nowhere']\n", "routes.police"),
+        ("[linkage.routes]\nburglar = []\n", "linkage.routes"),
+        ("log_level = 'LOUD'\n", "log_level"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert field in str(info.value)
+
+
+def test_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPUSGW_API__PORT", "eighty")
+    with pytest.raises(ConfigError, match="CAMPUSGW_API__PORT"):
+        load_settings(None)
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken)

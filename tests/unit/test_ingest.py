@@ -1,0 +1,122 @@
+"""Ingest: topics, drivers, alarms and dead letters for a batch, against an in-memory store."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Settings, load_settings
+from gateway.devices import DeviceTracker
+from gateway.ingest import Ingest, TopicError, parse_topic
+from gateway.models import Channel, Kind
+from gateway.ports import NewAlarm, NewDeadLetter
+from gateway.runtime import DriverRouter
+from gateway.stats import Stats
+
+EXAMPLE = Path(__file__).parents[2] / "campusgw.example.toml"
+PRESS = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "event": "press"}'
+
+
+class FakeStore:
+    """Keeps what is committed; refuses an alarm key it has seen (like the real store)."""
+
+    def __init__(self) -> None:
+        self.alarms: list[NewAlarm] = []
+        self.letters: list[NewDeadLetter] = []
+        self.keys: set[tuple[str, str, int]] = set()
+
+    async def commit(
+        self, alarms: Sequence[NewAlarm], letters: Sequence[NewDeadLetter]
+    ) -> list[str]:
+        created = []
+        for alarm in alarms:
+            key = (alarm.school, alarm.device, alarm.seq)
+            if key not in self.keys:
+                self.keys.add(key)
+                self.alarms.append(alarm)
+                created.append(alarm.id)
+        self.letters.extend(letters)
+        return created
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(EXAMPLE)
+
+
+@pytest.fixture
+def parts(settings: Settings) -> tuple[Ingest, FakeStore, list[bytes], list[str]]:
+    store, points, woken = FakeStore(), [], []
+    ingest = Ingest(
+        settings, DriverRouter(settings), store, points.append, DeviceTracker(), Stats(),
+        on_alarms=woken.extend,
+    )  # type: ignore[arg-type]  # fmt: skip
+    return ingest, store, points, woken
+
+
+def test_parse_topic() -> None:
+    topic = parse_topic("campus/s1/button/b1/event", "campus")
+    assert (topic.school, topic.kind, topic.device, topic.channel) == (
+        "s1", Kind.BUTTON, "b1", Channel.EVENT,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        ("campus/s1/button/b1", "unknown topic"),
+        ("other/s1/button/b1/event", "unknown topic"),
+        ("campus/s1/siren/x1/event", "unknown kind 'siren'"),
+        ("campus/s1/button/b1/config", "unknown channel 'config'"),
+        ("campus/s 1/button/b1/event", "bad school id"),
+    ],
+)
+def test_bad_topics(topic: str, reason: str) -> None:
+    with pytest.raises(TopicError, match=reason):
+        parse_topic(topic, "campus")
+
+
+async def test_minimal_press_raises_police_alarm(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, points, woken = parts
+    await ingest.handle([("campus/s1/button/b1/event", PRESS)])
+    assert [(a.category, a.endpoints) for a in store.alarms] == [("police", ("police",))]
+    assert woken == [store.alarms[0].id]
+    assert len(points) == 1 and points[0].startswith(b"button_event,")
+
+
+async def test_duplicate_press_is_one_alarm(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, points, _ = parts
+    await ingest.handle([("campus/s1/button/b1/event", PRESS)] * 3)
+    assert len(store.alarms) == 1
+
+
+async def test_forced_gate_is_intrusion_for_the_security_room(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, _, _ = parts
+    body = b'{"seq": 4, "ts": "2026-11-23T08:00:00Z", "event": "forced"}'
+    await ingest.handle([("campus/s1/gate/g1/event", body)])
+    assert [(a.category, a.endpoints) for a in store.alarms] == [("intrusion", ())]
+
+
+async def test_vendor_route_decodes_kv_gate(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, _, _ = parts
+    body = b"seq=12 ts=2026-11-23T08:00:00Z evt=FORCED"
+    await ingest.handle([("campus/s3/gate/kv-g1/event", body)])
+    assert [a.device for a in store.alarms] == ["kv-g1"]
+
+
+async def test_bad_input_is_kept_with_reason_and_good_traffic_flows(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, points, _ = parts
+    bad = [
+        ("campus/s1/button/b1/event", b"not json"),
+        ("campus/s1/button/b1/event", b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "event": "x"}'),
+        ("campus/s1/lift/l1/status", b"{}"),
+        ("campus/s1/button", b"{}"),
+        ("campus/s1/button/b1/status", b"x" * 70000),
+    ]
+    await ingest.handle([*bad, ("campus/s1/button/b2/event", PRESS)])
+    reasons = [letter.reason for letter in store.letters]
+    assert len(reasons) == len(bad)
+    assert reasons[2].startswith("unknown kind") and reasons[3].startswith("unknown topic")
+    assert reasons[4].startswith("oversized") and len(store.letters[4].payload) == 65536
+    assert [a.device for a in store.alarms] == ["b2"]
+    assert len(points) == 1
