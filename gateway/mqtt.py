@@ -56,6 +56,7 @@ class MqttLink:
         self._lost = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_error: str | None = None
+        self._closing = False
         self.status_topic = f"{settings.topic_root}/_gateway/{settings.client_id}/availability"
         self._client = self._make_client()
 
@@ -130,7 +131,7 @@ class MqttLink:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:
             log.warning("MQTT connection lost: %s", reason)
         self._connected.clear()
         self._lost.set()
@@ -225,6 +226,7 @@ class MqttLink:
         return batch
 
     async def _disconnect(self) -> None:
+        self._closing = True
         if not self.connected:
             return
         info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)

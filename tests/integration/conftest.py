@@ -1,0 +1,202 @@
+"""Integration fixtures: real mosquitto, influxd, linkage simulator and gateway processes.
+
+Every server runs as a subprocess on free loopback ports in the test's temp dir, is polled for
+readiness (never a fixed sleep) and is stopped by PID in teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulators.servers import InfluxDB, Mosquitto, free_port, log_tail, spawn, stop_process
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll until predicate() is truthy; fail naming what we waited for and the last value."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    """GET a JSON document."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def post_json(url: str, body: dict[str, Any]) -> Any:
+    """POST a JSON document and decode the answer."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5.0) as resp:
+        return json.loads(resp.read())
+
+
+def http_ok(url: str) -> bool:
+    """True when url answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    """One influxd for the session; each test uses its own database."""
+    server = InfluxDB().start(tmp_path_factory.mktemp("influxdb"), free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh mosquitto per test (persistence on, like production)."""
+    server = Mosquitto().start(tmp_path / "mosquitto", free_port())
+    yield server
+    server.stop()
+
+
+class Linkage:
+    """The police (110) and fire (119) simulator, one process, an HTTP port each."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ports = {"police": free_port(), "fire": free_port()}
+        argv = [sys.executable, "-m", "gateway", "linkage-sim", "--record", str(directory)]
+        for name, port in self.ports.items():
+            argv += ["--endpoint", f"{name}:{port}"]
+        self.log = directory / "linkage.log"
+        self.proc = spawn(argv, self.log)
+        for name in self.ports:
+            wait_for(lambda n=name: http_ok(self.url(n, "/healthz")), 15, f"{name} simulator")
+
+    def url(self, name: str, path: str = "/alarms") -> str:
+        """URL of an endpoint's path."""
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def received(self, name: str) -> dict[str, Any]:
+        """What the endpoint confirmed (answered 2xx)."""
+        answer: dict[str, Any] = get_json(self.url(name, "/received"))
+        return answer
+
+    def control(self, name: str, **settings: Any) -> None:
+        """Change an endpoint's behaviour (mode, slow_ms, fail_next)."""
+        post_json(self.url(name, "/_control"), settings)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL."""
+        stop_process(self.proc)
+
+
+@pytest.fixture
+def linkage(tmp_path: Path) -> Iterator[Linkage]:
+    """Police and fire endpoints answering 200."""
+    sim = Linkage(tmp_path / "linkage")
+    yield sim
+    sim.stop()
+
+
+class Gateway:
+    """`python -m gateway run` as a subprocess with a config pointing at the test's servers."""
+
+    def __init__(
+        self, directory: Path, broker: Mosquitto, influx: InfluxDB, linkage: Linkage, db: str
+    ) -> None:
+        self.dir = directory
+        self.db = db
+        self.api_port = free_port()
+        self.config = directory / "campusgw.toml"
+        self.log = directory / "gateway.log"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            f'[mqtt]\nport = {broker.port}\nclient_id = "campusgw-test"\n\n'
+            f'[influxdb]\nurl = "{influx.url}"\ndatabase = "{db}"\n\n'
+            f'[store]\npath = "{directory / "gateway.db"}"\n\n'
+            f"[api]\nport = {self.api_port}\n\n"
+            f"[linkage]\nretry_initial_s = 0.05\nretry_max_s = 1.0\n\n"
+            f'[linkage.endpoints.police]\nurl = "{linkage.url("police")}"\n\n'
+            f'[linkage.endpoints.fire]\nurl = "{linkage.url("fire")}"\n\n'
+            '[linkage.routes]\npolice = ["police"]\nmedical = ["police"]\nfire = ["fire"]\n'
+            "intrusion = []\n\n"
+            '[[drivers.routes]]\nmatch = "*/gate/kv-*"\ndriver = "gate_kv"\n'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Gateway:
+        """Start and wait until /healthz says MQTT and InfluxDB are up."""
+        argv = [sys.executable, "-m", "gateway", "run", "--config", str(self.config)]
+        self.proc = spawn(argv, self.log)
+        wait_for(self._healthy, 20, "gateway /healthz")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            pytest.fail(f"gateway exited with {self.proc.returncode}:\n{log_tail(self.log, 40)}")
+        return http_ok(self.api("/healthz"))
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        return stop_process(self.proc, timeout=20)
+
+    def api(self, path: str) -> str:
+        """URL of an API path."""
+        return f"http://127.0.0.1:{self.api_port}{path}"
+
+    def get(self, path: str) -> Any:
+        """GET an API path as JSON."""
+        return get_json(self.api(path))
+
+
+@pytest.fixture
+def gateway(
+    tmp_path: Path,
+    broker: Mosquitto,
+    influx: InfluxDB,
+    linkage: Linkage,
+    request: pytest.FixtureRequest,
+) -> Iterator[Gateway]:
+    """A running gateway with its own InfluxDB database and SQLite file."""
+    db = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    gw = Gateway(tmp_path / "gateway", broker, influx, linkage, db).start()
+    yield gw
+    if gw.proc is not None and gw.proc.poll() is None:
+        gw.stop()
+
+
+def publish_lines(port: int, topic: str, payloads: list[str], qos: int = 1) -> None:
+    """Publish each line as one message with the real `mosquitto_pub -l` (not our code)."""
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", str(qos), "-t", topic, "-l"],
+        input="\n".join(payloads).encode() + b"\n",
+        check=True,
+        timeout=60,
+    )
+
+
+def publish(port: int, topic: str, payload: bytes, qos: int = 1) -> None:
+    """Publish one message (any bytes) with `mosquitto_pub -s` reading stdin."""
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", str(qos), "-t", topic, "-s"],
+        input=payload,
+        check=True,
+        timeout=30,
+    )
