@@ -37,7 +37,7 @@ def parse_topic(topic: str, root: str) -> Topic:
         raise TopicError(f"unknown topic: expected {TOPIC_SHAPE.replace('{root}', root)}")
     _, school, kind, device, channel = parts
     for name, value in (("school", school), ("device", device)):
-        if not ID_PATTERN.match(value):
+        if not ID_PATTERN.fullmatch(value):
             raise TopicError(f"bad {name} id {value!r}: must match {ID_PATTERN.pattern}")
     try:
         parsed_kind = Kind(kind)

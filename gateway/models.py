@@ -37,7 +37,7 @@ class Channel(StrEnum):
 class _DeviceMessage(BaseModel):
     """Fields every canonical JSON message carries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     v: Literal[1] = Field(1, description="Payload schema version; only 1 exists.")
     seq: int = Field(

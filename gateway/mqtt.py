@@ -57,7 +57,8 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_error: str | None = None
         self._closing = False
-        self.status_topic = f"{settings.topic_root}/_gateway/{settings.client_id}/availability"
+        self._gateway_prefix = f"{settings.topic_root}/_gateway/"
+        self.status_topic = f"{self._gateway_prefix}{settings.client_id}/availability"
         self._client = self._make_client()
 
     @property
@@ -137,7 +138,7 @@ class MqttLink:
         self._lost.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        if msg.topic == self.status_topic:
+        if msg.topic.startswith(self._gateway_prefix):  # gateways' own status, not devices
             self._ack_now(msg)
             return
         self._stats.messages_in += 1

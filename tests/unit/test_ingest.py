@@ -69,6 +69,7 @@ def test_parse_topic() -> None:
         ("campus/s1/siren/x1/event", "unknown kind 'siren'"),
         ("campus/s1/button/b1/config", "unknown channel 'config'"),
         ("campus/s 1/button/b1/event", "bad school id"),
+        ("campus/s1/button/b1\n/event", "bad device id"),
     ],
 )
 def test_bad_topics(topic: str, reason: str) -> None:
@@ -85,7 +86,7 @@ async def test_minimal_press_raises_police_alarm(parts) -> None:  # type: ignore
 
 
 async def test_duplicate_press_is_one_alarm(parts) -> None:  # type: ignore[no-untyped-def]
-    ingest, store, points, _ = parts
+    ingest, store, _, _ = parts
     await ingest.handle([("campus/s1/button/b1/event", PRESS)] * 3)
     assert len(store.alarms) == 1
 
