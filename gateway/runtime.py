@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,63 +89,93 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    stats = Stats()
     async with (
         SqliteAlarmStore(settings.store.path) as store,
         InfluxV1Sink(settings.influxdb) as sink,
         HttpForwarder(settings.linkage.endpoints) as forwarder,
     ):
         await _prepare_influx(sink)
+        parts = _Parts.wire(settings, router, store, sink, forwarder)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(parts.api_context()), log_level="warning", lifespan="off",
+                access_log=False,
+            )
+        )  # fmt: skip
+        log.info("gateway started; API on http://%s:%d", settings.api.host, settings.api.port)
+        background = [
+            asyncio.create_task(parts.writer.run(), name="telemetry"),
+            asyncio.create_task(parts.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(server.serve(sockets=[api_socket]), name="api"),
+        ]
+        try:
+            await parts.link.run(parts.handle, stop)
+        finally:
+            await _shutdown(parts.writer, server, background)
+
+
+@dataclass
+class _Parts:
+    """The wired core and adapters of one running gateway."""
+
+    store: SqliteAlarmStore
+    sink: InfluxV1Sink
+    stats: Stats
+    writer: TelemetryWriter
+    dispatcher: Dispatcher
+    devices: DeviceTracker
+    ingest: Ingest
+    link: MqttLink
+
+    @classmethod
+    def wire(
+        cls, settings: Settings, router: DriverRouter, store: SqliteAlarmStore,
+        sink: InfluxV1Sink, forwarder: HttpForwarder,
+    ) -> _Parts:  # fmt: skip
+        stats, devices, i = Stats(), DeviceTracker(), settings.influxdb
 
         def reject(lines: bytes, reason: str) -> None:
             letter = NewDeadLetter("influxdb:/write", lines, reason, datetime.now(UTC))
             task = asyncio.create_task(store.commit([], [letter]))
             task.add_done_callback(lambda t: t.exception())
 
-        i = settings.influxdb
         writer = TelemetryWriter(
-            sink, stats, i.batch_size, i.flush_interval_s, i.max_buffer, on_rejected=reject
+            sink, stats, i.batch_size, i.flush_interval_s, i.max_buffer, reject
         )
+        linkage = settings.linkage
         dispatcher = Dispatcher(
-            store, forwarder, stats, settings.linkage.retry_initial_s, settings.linkage.retry_max_s
+            store, forwarder, stats, linkage.retry_initial_s, linkage.retry_max_s
         )
-        devices = DeviceTracker()
         ingest = Ingest(
             settings, router, store, writer.add, devices, stats,
             on_alarms=lambda ids: dispatcher.wake(),
         )  # fmt: skip
         link = MqttLink(settings.mqtt, stats)
+        return cls(store, sink, stats, writer, dispatcher, devices, ingest, link)
 
-        async def health() -> dict[str, Any]:
-            influx_ok = writer.healthy and await sink.ping()
-            return {
-                "status": "ok" if link.connected and influx_ok else "degraded",
-                "mqtt": {"connected": link.connected, "error": link.last_error},
-                "influxdb": {"reachable": influx_ok, "error": writer.last_error},
-                "telemetry_pending": writer.pending,
-            }
+    async def handle(self, batch: list[Inbound]) -> None:
+        """MQTT batch -> ingest (returns once its alarms and dead letters are durable)."""
+        await self.ingest.handle([(m.topic, m.payload) for m in batch])
 
-        ctx = ApiContext(
-            store, devices, stats, health,
-            extra_stats=lambda: {"points_pending": writer.pending, "devices": len(devices)},
+    async def health(self) -> dict[str, Any]:
+        """/healthz: ok only when the broker is connected and InfluxDB takes writes."""
+        influx_ok = self.writer.healthy and await self.sink.ping()
+        return {
+            "status": "ok" if self.link.connected and influx_ok else "degraded",
+            "mqtt": {"connected": self.link.connected, "error": self.link.last_error},
+            "influxdb": {"reachable": influx_ok, "error": self.writer.last_error},
+            "telemetry_pending": self.writer.pending,
+        }
+
+    def api_context(self) -> ApiContext:
+        """What the API reads."""
+        return ApiContext(
+            self.store, self.devices, self.stats, self.health,
+            extra_stats=self._gauges,
         )  # fmt: skip
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(ctx), log_level="warning", lifespan="off", access_log=False)
-        )
 
-        async def handle(batch: list[Inbound]) -> None:
-            await ingest.handle([(m.topic, m.payload) for m in batch])
-
-        log.info("gateway started; API on http://%s:%d", settings.api.host, settings.api.port)
-        background = [
-            asyncio.create_task(writer.run(), name="telemetry"),
-            asyncio.create_task(dispatcher.run(), name="dispatcher"),
-            asyncio.create_task(server.serve(sockets=[api_socket]), name="api"),
-        ]
-        try:
-            await link.run(handle, stop)
-        finally:
-            await _shutdown(writer, server, background)
+    def _gauges(self) -> dict[str, int]:
+        return {"points_pending": self.writer.pending, "devices": len(self.devices)}
 
 
 async def _prepare_influx(sink: InfluxV1Sink) -> None:
