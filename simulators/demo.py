@@ -200,7 +200,7 @@ class Demo:
         return "\n".join(
             [
                 "campus security gateway demo is running:",
-                f"  API        {api}  (docs: {api}/docs)",
+                f"  API        {api}  (docs: {api}/docs, console: {api}/console/)",
                 f"  MQTT       127.0.0.1:{a.mqtt_port}  "
                 f"(mosquitto_sub -p {a.mqtt_port} -t 'campus/#' -v)",
                 f"  InfluxDB   {self.influx.url}  database campus",

@@ -6,10 +6,12 @@ import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from gateway.devices import DeviceTracker
@@ -53,6 +55,7 @@ class DeadLetterOut(BaseModel):
     size: int
 
 
+CONSOLE_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "console"
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 
@@ -67,6 +70,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
     _health_routes(app, ctx)
     _alarm_routes(app, ctx)
     _other_routes(app, ctx)
+    if CONSOLE_DIR.is_dir():  # a source checkout; a wheel install serves the API only
+        app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/console/")
+
     return app
 
 

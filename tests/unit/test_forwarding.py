@@ -1,0 +1,52 @@
+"""Dispatcher: every delivery retried until confirmed, with the alarm id on every attempt."""
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from gateway.forwarding import Dispatcher
+from gateway.models import Alarm
+from gateway.ports import SendResult
+from gateway.stats import Stats
+from gateway.storage.sqlite import SqliteAlarmStore
+from tests.unit.test_sqlite_store import alarm
+
+
+class FlakyEndpoint:
+    """Fails the first `failures` attempts of every alarm, then confirms."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[tuple[str, str]] = []
+
+    async def send(self, endpoint: str, a: Alarm) -> SendResult:
+        self.attempts.append((endpoint, a.id))
+        tries = sum(1 for _, alarm_id in self.attempts if alarm_id == a.id)
+        return SendResult(tries > self.failures, f"attempt {tries}")
+
+
+async def test_retries_until_every_alarm_is_confirmed(tmp_path: Path) -> None:
+    endpoint, stats = FlakyEndpoint(failures=3), Stats()
+    async with SqliteAlarmStore(tmp_path / "s.db") as store:
+        alarms = [alarm(n) for n in range(1, 21)]
+        await store.commit(alarms, [])
+        dispatcher = Dispatcher(store, endpoint, stats, retry_initial_s=0.001, retry_max_s=0.01)
+        task = asyncio.create_task(dispatcher.run())
+        async with asyncio.timeout(20):
+            while (await store.counts())["deliveries_pending"]:  # noqa: ASYNC110 (polling the store)
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert stats.deliveries_ok == 20
+    assert stats.delivery_failures == 60
+    assert sorted({a for _, a in endpoint.attempts}) == sorted(a.id for a in alarms)
+    assert len(endpoint.attempts) == 80
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    d = Dispatcher(None, None, Stats(), retry_initial_s=1.0, retry_max_s=8.0)  # type: ignore[arg-type]
+    for attempts, base in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)):
+        delays = {d.backoff(attempts) for _ in range(50)}
+        assert all(base / 2 <= x <= base for x in delays)
+        assert len(delays) > 1
