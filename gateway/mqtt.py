@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -93,8 +94,17 @@ class MqttLink:
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
-        self._loop.add_reader(sock, client.loop_read)
+        self._loop.add_reader(sock, self._read_ready, sock)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048 * 1024)
+
+    def _read_ready(self, sock: socket.socket) -> None:
+        # paho reads one packet per call; keep reading while the kernel holds more bytes, so one
+        # loop turn hands the consumer a batch (one commit, one wake-up), not a single message.
+        for _ in range(self._batch_max):
+            if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if self._client.socket() is not sock or not select.select([sock], [], [], 0)[0]:
+                return
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None

@@ -65,41 +65,51 @@ class TelemetryWriter:
         return len(self._buffer)
 
     async def run(self) -> None:
-        """Write batches forever; on failure keep the batch and back off."""
+        """Write forever: a full batch at once, a partial one when the interval has passed."""
         backoff = self._interval
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             self._wake.clear()
-            ok = await self.flush()
+            # Only what is buffered now: writing what trickled in during the last write would
+            # turn one large batch into many tiny requests.
+            ok = await self.flush(limit=len(self._buffer))
             backoff = self._interval if ok else min(backoff * 2, 5.0)
 
-    async def flush(self) -> bool:
-        """Write everything buffered, batch by batch; False if the sink failed."""
-        while self._buffer:
-            count = min(len(self._buffer), self._batch_size)
-            batch = list(itertools.islice(self._buffer, count))
-            started = time.perf_counter()
-            payload = b"\n".join(batch)
-            try:
-                await self._sink.write(payload)
-            except PointsRejectedError as exc:
-                # The database kept the good points and refused the rest: retrying cannot
-                # help, so the batch is done and the refusal is kept as a dead letter.
-                self._stats.points_rejected += count
-                log.error("InfluxDB refused points: %s", exc)
-                self._on_rejected(payload, str(exc))
-            except Exception as exc:  # any sink failure keeps the batch for the next try
-                self._note_failure(exc)
+    async def flush(self, limit: int | None = None) -> bool:
+        """Write up to `limit` buffered points (default all), batch by batch; False if the
+        sink failed (the unwritten points stay buffered)."""
+        remaining = len(self._buffer) if limit is None else min(limit, len(self._buffer))
+        while remaining > 0:
+            count = min(remaining, self._batch_size)
+            if not await self._write_batch(count):
                 return False
-            else:
-                self._stats.points_written += count
-            for _ in range(count):
-                self._buffer.popleft()
-            self._stats.last_write_ms = (time.perf_counter() - started) * 1000
-            if not self.healthy:
-                log.info("telemetry writes recovered; %d points pending", len(self._buffer))
-            self.healthy, self.last_error = True, None
+            remaining -= count
+        return True
+
+    async def _write_batch(self, count: int) -> bool:
+        batch = list(itertools.islice(self._buffer, count))
+        started = time.perf_counter()
+        payload = b"\n".join(batch)
+        try:
+            await self._sink.write(payload)
+        except PointsRejectedError as exc:
+            # The database kept the good points and refused the rest: retrying cannot
+            # help, so the batch is done and the refusal is kept as a dead letter.
+            self._stats.points_rejected += count
+            log.error("InfluxDB refused points: %s", exc)
+            self._on_rejected(payload, str(exc))
+        except Exception as exc:  # any sink failure keeps the batch for the next try
+            self._note_failure(exc)
+            return False
+        else:
+            self._stats.points_written += count
+        for _ in range(count):
+            self._buffer.popleft()
+        self._stats.last_write_ms = (time.perf_counter() - started) * 1000
+        if not self.healthy:
+            log.info("telemetry writes recovered; %d points pending", len(self._buffer))
+        self.healthy, self.last_error = True, None
         return True
 
     def _note_failure(self, exc: Exception) -> None:
