@@ -9,14 +9,16 @@ from __future__ import annotations
 import fnmatch
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -81,11 +83,90 @@ class ApiSettings(_Section):
     port: Port = Field(8000, description="Port the API listens on.")
 
 
-class EndpointSettings(_Section):
-    """A linkage endpoint (police 110, fire 119, a monitoring centre) receiving alarms as JSON."""
+class _EndpointBase(_Section):
+    """What every linkage endpoint has."""
 
-    url: AnyHttpUrl = Field(description="Alarms are POSTed here as JSON.")
     timeout_s: float = Field(5.0, gt=0, description="One attempt fails after this many seconds.")
+    backup: str | None = Field(
+        None,
+        description="Endpoint that also gets an alarm this one has not confirmed within "
+        "linkage.deadline_s (e.g. a backup receiving centre).",
+    )
+    test_channel: bool = Field(
+        True, description="Accepts test alarms (marked as tests, never a real 110/119 call)."
+    )
+
+
+class HttpEndpointSettings(_EndpointBase):
+    """A linkage endpoint receiving alarms as JSON over HTTP(S) (a webhook)."""
+
+    type: Literal["http"] = Field("http", description="Transport: http (default) or dc09.")
+    url: AnyHttpUrl = Field(description="Alarms are POSTed here as JSON.")
+    secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key: each POST carries X-Campusgw-Timestamp and "
+        "X-Campusgw-Signature = sha256=hex(HMAC(secret, timestamp + '.' + body)).",
+    )
+
+
+class Dc09EndpointSettings(_EndpointBase):
+    """An alarm receiving centre speaking SIA DC-09 over TCP or UDP."""
+
+    type: Literal["dc09"] = Field(description="Transport: dc09.")
+    receivers: list[str] = Field(
+        min_length=1,
+        description="host:port of the main receiver, then backup receivers, tried in order.",
+    )
+    protocol: Literal["tcp", "udp"] = Field("tcp", description="DC-09 transport.")
+    account: str = Field(
+        pattern=r"^[0-9A-Fa-f]{3,16}$", description="Account number at the receiver (#acct)."
+    )
+    receiver_number: str | None = Field(
+        None, pattern=r"^[0-9A-Fa-f]{1,6}$", description="Receiver number (R), if required."
+    )
+    line_prefix: str = Field(
+        "L0", pattern=r"^L[0-9A-Fa-f]{1,6}$", description="Line prefix (L), e.g. L0."
+    )
+    key: SecretStr | None = Field(
+        None,
+        description="AES key as 32, 48 or 64 hex digits (AES-128/192/256); "
+        "encrypted messages carry a timestamp.",
+    )
+    supervision_s: float = Field(
+        0, ge=0, description="Send a NULL supervision message this often; 0 = never."
+    )
+
+    @field_validator("receivers")
+    @classmethod
+    def _host_ports(cls, receivers: list[str]) -> list[str]:
+        for item in receivers:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+        return receivers
+
+    @field_validator("key")
+    @classmethod
+    def _aes_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            text = key.get_secret_value()
+            if len(text) not in (32, 48, 64) or any(
+                c not in "0123456789abcdefABCDEF" for c in text
+            ):
+                raise ValueError("must be 32, 48 or 64 hex digits (AES-128/192/256)")
+        return key
+
+
+def _endpoint_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type", "http"))
+    return str(getattr(value, "type", "http"))
+
+
+EndpointSettings = Annotated[
+    Annotated[HttpEndpointSettings, Tag("http")] | Annotated[Dc09EndpointSettings, Tag("dc09")],
+    Discriminator(_endpoint_type),
+]
 
 
 def _no_routes() -> dict[str, list[str]]:
@@ -106,6 +187,18 @@ class LinkageSettings(_Section):
     )
     retry_initial_s: float = Field(0.2, gt=0, description="First retry delay, seconds.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest retry delay, seconds.")
+    deadline_s: float = Field(
+        90.0,
+        gt=0,
+        description="An alarm an endpoint has not confirmed after this long raises a linkage "
+        "trouble alarm and goes to the endpoint's backup too (NFPA 72: 90 s).",
+    )
+    down_after_failures: int = Field(
+        5, ge=1, description="Consecutive failures after which an endpoint is declared down."
+    )
+    probe_interval_s: float = Field(
+        5.0, gt=0, description="While an endpoint is down, one delivery probes it this often."
+    )
 
     @field_validator("routes")
     @classmethod
@@ -114,6 +207,18 @@ class LinkageSettings(_Section):
         if unknown:
             raise ValueError(f"unknown alarm categories {sorted(unknown)}")
         return routes
+
+    @model_validator(mode="after")
+    def _backups_exist(self) -> LinkageSettings:
+        for name, endpoint in self.endpoints.items():
+            if endpoint.backup is not None and endpoint.backup not in self.endpoints:
+                raise ValueError(
+                    f"endpoints.{name}.backup names {endpoint.backup!r}, which is not in "
+                    f"linkage.endpoints ({sorted(self.endpoints)})"
+                )
+            if endpoint.backup == name:
+                raise ValueError(f"endpoints.{name}.backup names the endpoint itself")
+        return self
 
     @model_validator(mode="after")
     def _routes_name_endpoints(self) -> LinkageSettings:

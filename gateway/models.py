@@ -196,18 +196,34 @@ class Delivery(_Record):
 
 
 class Alarm(_Record):
-    """A latched alarm raised by a device event."""
+    """A latched alarm raised by a device event (or by the gateway for linkage trouble)."""
 
     id: str = Field(description="Global alarm id; endpoints see it as the Idempotency-Key.")
     school: str
     kind: Kind
     device: str
-    event: str
-    category: str = Field(description="police, fire, medical (button press) or intrusion (gate).")
+    event: str = Field(description="Device event (press, forced) or linkage_trouble.")
+    category: str = Field(
+        description="police, fire, medical (button press), intrusion (gate forced) or "
+        "trouble (raised by the gateway, for the security room)."
+    )
     seq: int
     device_ts: datetime
     received_at: datetime
+    test: bool = Field(False, description="A test alarm: recorded, never a real 110/119 call.")
     state: AlarmState = AlarmState.NEW
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_note: str | None = None
+    reset_by: str | None = None
+    reset_at: datetime | None = None
+    reset_note: str | None = None
+    restored_at: datetime | None = Field(
+        None, description="When the device reported restore; recorded, never closes the alarm."
+    )
+    related_alarm_id: str | None = Field(
+        None, description="For a trouble alarm: the alarm whose delivery is in trouble."
+    )
     deliveries: tuple[Delivery, ...] = ()
 
 
