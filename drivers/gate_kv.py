@@ -32,12 +32,13 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 
-_EVENTS: dict[str, Literal["open", "close", "forced", "held_open", "tamper"]] = {
+_EVENTS: dict[str, Literal["open", "close", "forced", "held_open", "tamper", "restore"]] = {
     "OPEN": "open",
     "CLOSE": "close",
     "FORCED": "forced",
     "HELD": "held_open",
     "TAMPER": "tamper",
+    "RESTORE": "restore",
 }
 _DOOR: dict[str, Literal["open", "closed"]] = {"1": "open", "0": "closed"}
 _LOCK = {"1": True, "0": False}

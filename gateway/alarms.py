@@ -1,33 +1,54 @@
-"""Which device events raise alarms, and where each alarm must be forwarded."""
+"""Which device events raise alarms, where each goes, and how a person handles it (GB 50394).
+
+An alarm latches: it stays open until a person acknowledges it and then resets it. Nothing
+clears it automatically (a device `restore` is only recorded) and no operation disarms it.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 
 from gateway.config import LinkageSettings
-from gateway.models import ButtonEvent, DeviceMessage, GateEvent
-from gateway.ports import NewAlarm
+from gateway.models import Alarm, AlarmState, ButtonEvent, DeviceMessage, GateEvent
+from gateway.ports import InvalidTransitionError, NewAlarm
 
 # Life-safety alarms go out before security-room ones when both wait for an endpoint.
-PRIORITY = {"fire": 30, "police": 20, "medical": 20, "intrusion": 10}
+PRIORITY = {"fire": 30, "police": 20, "medical": 20, "intrusion": 10, "trouble": 5}
+TRANSITIONS = {
+    ("acknowledge", AlarmState.NEW): AlarmState.ACKNOWLEDGED,
+    ("reset", AlarmState.ACKNOWLEDGED): AlarmState.RESET,
+}
 
 
 def alarm_category(msg: DeviceMessage) -> str | None:
     """The alarm category an event raises, or None if it is only telemetry."""
     body = msg.body
-    if isinstance(body, ButtonEvent) and body.event == "press":
+    if isinstance(body, ButtonEvent) and body.event in ("press", "test"):
         return body.category
     if isinstance(body, GateEvent) and body.event == "forced":
         return "intrusion"
     return None
 
 
-def new_alarm(msg: DeviceMessage, category: str, linkage: LinkageSettings) -> NewAlarm:
-    """A NewAlarm for an alarm-raising message, routed by category."""
+def is_restore(msg: DeviceMessage) -> bool:
+    """A device reporting it is back to normal (recorded on its open alarms)."""
+    return isinstance(msg.body, ButtonEvent | GateEvent) and msg.body.event == "restore"
+
+
+def new_alarm(
+    msg: DeviceMessage, category: str, linkage: LinkageSettings, test_mode: bool = False
+) -> NewAlarm:
+    """A NewAlarm for an alarm-raising message, routed by category.
+
+    A `test` event, or a press from a device in test mode, is a test alarm: recorded and
+    shown, never forwarded to police or fire.
+    """
     body = msg.body
     assert isinstance(body, ButtonEvent | GateEvent)
     topic = msg.topic
+    test = test_mode or body.event == "test"
     return NewAlarm(
         id=new_alarm_id(),
         school=topic.school,
@@ -38,9 +59,33 @@ def new_alarm(msg: DeviceMessage, category: str, linkage: LinkageSettings) -> Ne
         seq=body.seq,
         device_ts=body.ts,
         received_at=msg.received_at,
-        endpoints=tuple(linkage.routes.get(category, ())),
+        endpoints=() if test else tuple(linkage.routes.get(category, ())),
         priority=PRIORITY.get(category, 0),
+        test=test,
     )
+
+
+def trouble_alarm(late: Alarm, endpoint: str, alarm_id: str) -> NewAlarm:
+    """The security-room alarm raised when `endpoint` has not confirmed `late` in time."""
+    now = datetime.now(UTC)
+    return NewAlarm(
+        id=alarm_id, school=late.school, kind=late.kind, device=late.device,
+        event="linkage_trouble", category="trouble", seq=late.seq, device_ts=now,
+        received_at=now, endpoints=(), priority=PRIORITY["trouble"], related_alarm_id=late.id,
+    )  # fmt: skip
+
+
+def next_state(state: AlarmState, action: str) -> AlarmState:
+    """The state after a person's action, or InvalidTransitionError saying why not."""
+    if action not in ("acknowledge", "reset"):
+        raise InvalidTransitionError(f"unknown action {action!r}: acknowledge or reset")
+    after = TRANSITIONS.get((action, state))
+    if after is None:
+        hint = "acknowledge it first" if action == "reset" and state == AlarmState.NEW else ""
+        raise InvalidTransitionError(
+            f"cannot {action} an alarm that is {state.value}" + (f"; {hint}" if hint else "")
+        )
+    return after
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

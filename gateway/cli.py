@@ -23,6 +23,7 @@ runs the gateway alone (see campusgw.example.toml).
 SIMULATOR_COMMANDS = {
     "simulate": ("simulators.fleet", "run a fleet of school devices publishing over MQTT"),
     "linkage-sim": ("simulators.linkage", "police/fire HTTP endpoints that record alarms"),
+    "dc09-sim": ("simulators.dc09", "an SIA DC-09 alarm receiver with fault modes"),
     "demo": ("simulators.demo", "bring up broker, database, gateway and simulators"),
 }
 

@@ -41,9 +41,11 @@ class MqttSettings(_Section):
     client_id: str = Field(
         "campusgw",
         min_length=1,
-        max_length=23,
-        description="Fixed MQTT client id; the broker keeps this session's queue while the "
-        "gateway is down. Two gateways must never share it.",
+        max_length=20,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Fixed MQTT client id of the telemetry session; the event (alarm) session "
+        "is `<client_id>-ev`. The broker keeps both queues while the gateway is down. Two "
+        "gateways must never share it.",
     )
     topic_root: str = Field("campus", pattern=r"^[A-Za-z0-9_-]+$", description="First topic level.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds.")
@@ -91,9 +93,6 @@ class _EndpointBase(_Section):
         None,
         description="Endpoint that also gets an alarm this one has not confirmed within "
         "linkage.deadline_s (e.g. a backup receiving centre).",
-    )
-    test_channel: bool = Field(
-        True, description="Accepts test alarms (marked as tests, never a real 110/119 call)."
     )
 
 
@@ -232,6 +231,18 @@ class LinkageSettings(_Section):
         return self
 
 
+class AlarmSettings(_Section):
+    """How device events become alarms."""
+
+    duplicate_window_s: float = Field(
+        300.0,
+        gt=0,
+        description="A press with the same device and seq whose device time is within this "
+        "many seconds of an earlier alarm is the same press resent (QoS 1 redelivery, device "
+        "retry); a restarted device reusing seq with a later time raises a new alarm.",
+    )
+
+
 class DriverRoute(_Section):
     """Use a named driver for the devices whose `school/kind/device` matches a glob."""
 
@@ -260,6 +271,7 @@ class Settings(BaseSettings):
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     linkage: LinkageSettings = Field(default_factory=LinkageSettings)
     drivers: DriverSettings = Field(default_factory=DriverSettings)
     log_level: str = Field(

@@ -41,6 +41,11 @@ class DeviceTracker:
         elif isinstance(body, Status):
             entry.last_status = body.model_dump(mode="json")
 
+    def in_test_mode(self, key: str) -> bool:
+        """True when the device's last status said it is in test mode."""
+        entry = self._devices.get(key)
+        return bool(entry and entry.last_status and entry.last_status.get("test_mode"))
+
     def __len__(self) -> int:
         return len(self._devices)
 

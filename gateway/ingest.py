@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from drivers.base import DecodeError, Driver
-from gateway.alarms import alarm_category, new_alarm
+from gateway.alarms import alarm_category, is_restore, new_alarm
 from gateway.config import Settings
 from gateway.devices import DeviceTracker
 from gateway.lineproto import to_line
 from gateway.models import ID_PATTERN, Channel, DeviceMessage, Kind, Topic
-from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter
+from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter, Restore
 from gateway.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,10 @@ def parse_topic(topic: str, root: str) -> Topic:
 
 @dataclass(slots=True)
 class _Batch:
-    alarms: list[NewAlarm]
-    letters: list[NewDeadLetter]
-    lines: list[bytes]
+    alarms: list[NewAlarm] = field(default_factory=list)
+    letters: list[NewDeadLetter] = field(default_factory=list)
+    restores: list[Restore] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
 
 
 class Ingest:
@@ -82,11 +83,11 @@ class Ingest:
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
         now = datetime.now(UTC)
-        batch = _Batch([], [], [])
+        batch = _Batch()
         for topic, payload in raw:
             self._one(topic, payload, now, batch)
-        if batch.alarms or batch.letters:
-            created = await self._store.commit(batch.alarms, batch.letters)
+        if batch.alarms or batch.letters or batch.restores:
+            created = await self._store.commit(batch.alarms, batch.letters, batch.restores)
             self._stats.alarms_raised += len(created)
             self._stats.alarm_duplicates += len(batch.alarms) - len(created)
             if created:
@@ -104,7 +105,11 @@ class Ingest:
         self._devices.seen(msg)
         category = alarm_category(msg)
         if category is not None:
-            batch.alarms.append(new_alarm(msg, category, self._settings.linkage))
+            test_mode = self._devices.in_test_mode(msg.topic.device_key)
+            batch.alarms.append(new_alarm(msg, category, self._settings.linkage, test_mode))
+        elif is_restore(msg):
+            t = msg.topic
+            batch.restores.append(Restore(t.school, t.kind, t.device, msg.received_at))
 
     def _decode(
         self, topic: str, payload: bytes, now: datetime, batch: _Batch

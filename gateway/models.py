@@ -57,18 +57,21 @@ Rssi = Annotated[int, Field(ge=-150, le=0, description="Received signal strength
 
 
 class ButtonEvent(_DeviceMessage):
-    """One-click alarm button event. `press` raises an alarm routed by `category`."""
+    """One-click alarm button event. `press` raises an alarm routed by `category`; `test`
+    raises a test alarm (never forwarded); `restore` is recorded on open alarms, never
+    closing them."""
 
-    event: Literal["press", "test", "tamper", "low_battery"]
+    event: Literal["press", "test", "tamper", "low_battery", "restore"]
     category: Literal["police", "fire", "medical"] = Field(
         "police", description="Who must respond to a press; routes the alarm to an endpoint."
     )
 
 
 class GateEvent(_DeviceMessage):
-    """Gate or door sensor event. `forced` raises an alarm for the security room."""
+    """Gate or door sensor event. `forced` raises an alarm for the security room; `restore`
+    is recorded on open alarms, never closing them."""
 
-    event: Literal["open", "close", "forced", "held_open", "tamper"]
+    event: Literal["open", "close", "forced", "held_open", "tamper", "restore"]
 
 
 class CameraEvent(_DeviceMessage):

@@ -44,11 +44,46 @@ class Inbound:
 Handler = Callable[[list[Inbound]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class LinkRole:
+    """What one of the gateway's MQTT sessions is for.
+
+    Alarms must never wait behind telemetry, so events have a session (and so a broker queue)
+    of their own: a backlog of status messages cannot delay a press.
+    """
+
+    name: str
+    client_id: str
+    topics: tuple[str, ...]
+    ignore: Callable[[str], bool]
+    announce: bool
+
+
+def roles(settings: MqttSettings) -> tuple[LinkRole, LinkRole]:
+    """The events session (`<id>-ev`) and the telemetry session (`<id>`, everything else)."""
+    root = settings.topic_root
+    gateway_prefix = f"{root}/_gateway/"
+
+    def is_event(topic: str) -> bool:
+        return topic.count("/") == 4 and topic.endswith("/event")
+
+    events = LinkRole("events", f"{settings.client_id}-ev", (f"{root}/+/+/+/event",),
+                      ignore=lambda t: not is_event(t), announce=False)  # fmt: skip
+    telemetry = LinkRole(
+        "telemetry", settings.client_id, (f"{root}/#",),
+        ignore=lambda t: t.startswith(gateway_prefix) or is_event(t), announce=True,
+    )  # fmt: skip
+    return events, telemetry
+
+
 class MqttLink:
     """Owns the connection: reconnects, subscribes, hands batches to a handler, acks them."""
 
-    def __init__(self, settings: MqttSettings, stats: Stats, batch_max: int = 500) -> None:
+    def __init__(
+        self, settings: MqttSettings, role: LinkRole, stats: Stats, batch_max: int = 500
+    ) -> None:
         self._settings = settings
+        self.role = role
         self._stats = stats
         self._batch_max = batch_max
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
@@ -58,8 +93,8 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_error: str | None = None
         self._closing = False
-        self._gateway_prefix = f"{settings.topic_root}/_gateway/"
-        self.status_topic = f"{self._gateway_prefix}{settings.client_id}/availability"
+        self.stalled: str | None = None
+        self.status_topic = f"{settings.topic_root}/_gateway/{settings.client_id}/availability"
         self._client = self._make_client()
 
     @property
@@ -71,7 +106,7 @@ class MqttLink:
         s = self._settings
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
+            client_id=self.role.client_id,
             clean_session=False,
             protocol=paho.MQTTv311,
             manual_ack=True,
@@ -80,7 +115,8 @@ class MqttLink:
             client.username_pw_set(
                 s.username, s.password.get_secret_value() if s.password else None
             )
-        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        if self.role.announce:
+            client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -128,14 +164,14 @@ class MqttLink:
             return
         self._generation += 1
         self._stats.mqtt_connects += 1
-        root = self._settings.topic_root
-        client.subscribe(f"{root}/#", qos=1)
-        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        client.subscribe([(topic, 1) for topic in self.role.topics])
+        if self.role.announce:
+            client.publish(self.status_topic, b"online", qos=1, retain=True)
         self.last_error = None
         self._connected.set()
         log.info(
             "MQTT connected to %s:%d as %s (session present: %s)",
-            self._settings.host, self._settings.port, self._settings.client_id,
+            self._settings.host, self._settings.port, self.role.client_id,
             flags.session_present,
         )  # fmt: skip
 
@@ -148,7 +184,7 @@ class MqttLink:
         self._lost.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        if msg.topic.startswith(self._gateway_prefix):  # gateways' own status, not devices
+        if self.role.ignore(msg.topic):  # another session's, or the gateways' own status
             self._ack_now(msg)
             return
         self._stats.messages_in += 1
@@ -216,9 +252,32 @@ class MqttLink:
     async def _consume(self, handler: Handler, stop: asyncio.Event) -> None:
         while not (stop.is_set() and self._queue.empty()):
             batch = await self._next_batch(stop)
-            if batch:
-                await handler(batch)
+            if batch and await self._handle(handler, batch, stop):
                 self.ack(batch)
+
+    async def _handle(self, handler: Handler, batch: list[Inbound], stop: asyncio.Event) -> bool:
+        """Hand a batch over until it is stored; never acknowledge what could not be stored."""
+        delay = 0.5
+        while True:
+            try:
+                await handler(batch)
+            except Exception as exc:
+                self._stats.store_errors += 1
+                self.stalled = f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "CANNOT STORE %d %s messages, NOT acknowledging them (the broker keeps "
+                    "them); retrying in %.1f s: %s",
+                    len(batch), self.role.name, delay, self.stalled,
+                )  # fmt: skip
+                if stop.is_set():
+                    return False
+                await _wait(stop, delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self.stalled is not None:
+                log.warning("%s messages are stored again", self.role.name)
+            self.stalled = None
+            return True
 
     async def _next_batch(self, stop: asyncio.Event) -> list[Inbound]:
         if self._queue.empty():
@@ -239,6 +298,9 @@ class MqttLink:
     async def _disconnect(self) -> None:
         self._closing = True
         if not self.connected:
+            return
+        if not self.role.announce:
+            self._client.disconnect()
             return
         info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
         deadline = time.monotonic() + 2.0

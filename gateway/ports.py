@@ -25,6 +25,18 @@ class NewAlarm:
     received_at: datetime
     endpoints: tuple[str, ...]
     priority: int
+    test: bool = False
+    related_alarm_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """A device reported it is back to normal: recorded on its open alarms, never closing them."""
+
+    school: str
+    kind: Kind
+    device: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +67,47 @@ class SendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """The outcome of one delivery attempt, to be recorded."""
+
+    alarm_id: str
+    endpoint: str
+    result: SendResult
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmQuery:
     """Filters and page of an alarm listing."""
 
     school: str | None = None
     device: str | None = None
     state: str | None = None
+    open_only: bool = False
+    test: bool | None = None
     limit: int = 100
     offset: int = 0
 
 
+class AlarmNotFoundError(LookupError):
+    """No alarm has that id."""
+
+
+class InvalidTransitionError(ValueError):
+    """The alarm's state does not allow that action; the message says why."""
+
+
 class AlarmStore(Protocol):
-    """Durable alarms, their per-endpoint outbox and the dead-letter table."""
+    """Durable alarms, their per-endpoint outbox, dead letters and the audit log."""
 
     async def commit(
-        self, alarms: Sequence[NewAlarm], letters: Sequence[NewDeadLetter]
+        self,
+        alarms: Sequence[NewAlarm],
+        letters: Sequence[NewDeadLetter],
+        restores: Sequence[Restore] = (),
     ) -> list[str]:
-        """Store both in one durable transaction; return the ids of alarms that were new."""
+        """Store all in one durable transaction; return the ids of alarms that were new
+        (a resent press within the duplicate window is not new)."""
         ...
 
     async def due_deliveries(self, now: float, limit: int) -> list[DueDelivery]:
@@ -82,10 +118,24 @@ class AlarmStore(Protocol):
         """Epoch seconds of the earliest unconfirmed delivery attempt, if any."""
         ...
 
-    async def record_attempt(
-        self, alarm_id: str, endpoint: str, result: SendResult, retry_at: float | None
-    ) -> None:
-        """Record one attempt: delivered if result.ok, else retrying at retry_at."""
+    async def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts in one transaction: delivered if ok, else retrying at retry_at."""
+        ...
+
+    async def escalate_overdue(
+        self, now: float, deadline_s: float, backups: dict[str, str]
+    ) -> list[str]:
+        """Deliveries unconfirmed after deadline_s: add the endpoint's backup delivery and a
+        trouble alarm for the security room, once each; return the trouble alarm ids."""
+        ...
+
+    async def transition(self, alarm_id: str, action: str, operator: str, note: str) -> Alarm:
+        """acknowledge or reset an alarm (GB 50394: a person closes it); raises
+        AlarmNotFoundError or InvalidTransitionError."""
+        ...
+
+    async def audit(self, action: str, actor: str, detail: dict[str, object]) -> None:
+        """Append an event that concerns no single alarm (an endpoint going down, ...)."""
         ...
 
     async def list_alarms(self, query: AlarmQuery) -> tuple[list[Alarm], int]:

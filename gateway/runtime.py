@@ -20,9 +20,9 @@ from gateway.config import ConfigError, Settings
 from gateway.devices import DeviceTracker
 from gateway.forwarding import Dispatcher
 from gateway.ingest import Ingest
-from gateway.linkage.http import HttpForwarder
+from gateway.linkage import LinkageForwarder
 from gateway.models import Topic
-from gateway.mqtt import Inbound, MqttLink
+from gateway.mqtt import Inbound, MqttLink, roles
 from gateway.ports import NewDeadLetter
 from gateway.stats import Stats
 from gateway.storage.influx import InfluxV1Sink
@@ -90,9 +90,9 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with (
-        SqliteAlarmStore(settings.store.path) as store,
+        SqliteAlarmStore(settings.store.path, settings.alarms.duplicate_window_s) as store,
         InfluxV1Sink(settings.influxdb) as sink,
-        HttpForwarder(settings.linkage.endpoints) as forwarder,
+        LinkageForwarder(settings.linkage) as forwarder,
     ):
         await _prepare_influx(sink)
         parts = _Parts.wire(settings, router, store, sink, forwarder)
@@ -109,7 +109,7 @@ async def run(settings: Settings) -> None:
             asyncio.create_task(server.serve(sockets=[api_socket]), name="api"),
         ]
         try:
-            await parts.link.run(parts.handle, stop)
+            await asyncio.gather(*(link.run(parts.handle, stop) for link in parts.links))
         finally:
             await _shutdown(parts.writer, server, background)
 
@@ -125,12 +125,12 @@ class _Parts:
     dispatcher: Dispatcher
     devices: DeviceTracker
     ingest: Ingest
-    link: MqttLink
+    links: tuple[MqttLink, ...]
 
     @classmethod
     def wire(
         cls, settings: Settings, router: DriverRouter, store: SqliteAlarmStore,
-        sink: InfluxV1Sink, forwarder: HttpForwarder,
+        sink: InfluxV1Sink, forwarder: LinkageForwarder,
     ) -> _Parts:  # fmt: skip
         stats, devices, i = Stats(), DeviceTracker(), settings.influxdb
 
@@ -142,16 +142,13 @@ class _Parts:
         writer = TelemetryWriter(
             sink, stats, i.batch_size, i.flush_interval_s, i.max_buffer, reject
         )
-        linkage = settings.linkage
-        dispatcher = Dispatcher(
-            store, forwarder, stats, linkage.retry_initial_s, linkage.retry_max_s
-        )
+        dispatcher = Dispatcher(store, forwarder, stats, settings.linkage)
         ingest = Ingest(
             settings, router, store, writer.add, devices, stats,
             on_alarms=lambda ids: dispatcher.wake(),
         )  # fmt: skip
-        link = MqttLink(settings.mqtt, stats)
-        return cls(store, sink, stats, writer, dispatcher, devices, ingest, link)
+        links = tuple(MqttLink(settings.mqtt, role, stats) for role in roles(settings.mqtt))
+        return cls(store, sink, stats, writer, dispatcher, devices, ingest, links)
 
     async def handle(self, batch: list[Inbound]) -> None:
         """MQTT batch -> ingest (returns once its alarms and dead letters are durable)."""
@@ -160,10 +157,19 @@ class _Parts:
     async def health(self) -> dict[str, Any]:
         """/healthz: ok only when the broker is connected and InfluxDB takes writes."""
         influx_ok = self.writer.healthy and await self.sink.ping()
+        mqtt_ok = all(link.connected for link in self.links)
+        stalled = [link.stalled for link in self.links if link.stalled]
+        endpoints = self.dispatcher.endpoint_states()
+        ok = mqtt_ok and influx_ok and not stalled and "down" not in endpoints.values()
         return {
-            "status": "ok" if self.link.connected and influx_ok else "degraded",
-            "mqtt": {"connected": self.link.connected, "error": self.link.last_error},
+            "status": "ok" if ok else "degraded",
+            "mqtt": {
+                link.role.name: {"connected": link.connected, "error": link.last_error}
+                for link in self.links
+            },
             "influxdb": {"reachable": influx_ok, "error": self.writer.last_error},
+            "store": {"ok": not stalled, "error": stalled[0] if stalled else None},
+            "endpoints": endpoints,
             "telemetry_pending": self.writer.pending,
         }
 

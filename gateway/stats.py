@@ -23,6 +23,8 @@ class Stats:
     alarm_duplicates: int = 0
     deliveries_ok: int = 0
     delivery_failures: int = 0
+    trouble_alarms: int = 0
+    store_errors: int = 0
     mqtt_connects: int = 0
 
     def snapshot(self) -> dict[str, float]:

@@ -12,11 +12,11 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.devices import DeviceTracker
 from gateway.models import Alarm, AlarmState, DeviceRecord
-from gateway.ports import AlarmQuery, AlarmStore
+from gateway.ports import AlarmNotFoundError, AlarmQuery, AlarmStore, InvalidTransitionError
 from gateway.stats import Stats
 
 
@@ -92,16 +92,27 @@ def _health_routes(app: FastAPI, ctx: ApiContext) -> None:
         return {**ctx.stats.snapshot(), **counts, **ctx.extra_stats()}
 
 
+class Handling(BaseModel):
+    """Who acknowledges or resets an alarm, and why."""
+
+    operator: str = Field(min_length=1, max_length=100, description="Person handling the alarm.")
+    note: str = Field("", max_length=2000, description="What was done or found.")
+
+
 def _alarm_routes(app: FastAPI, ctx: ApiContext) -> None:
     @app.get("/api/alarms", summary="Alarms, oldest first, with per-endpoint delivery")
     async def list_alarms(
         school: str | None = None,
         device: str | None = None,
         state: AlarmState | None = None,
+        open: Annotated[bool, Query(description="Only alarms not yet reset.")] = False,
+        test: Annotated[bool | None, Query(description="Only tests, or only real.")] = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Page[Alarm]:
-        query = AlarmQuery(school, device, state.value if state else None, limit, offset)
+        query = AlarmQuery(
+            school, device, state.value if state else None, open, test, limit, offset
+        )
         items, total = await ctx.store.list_alarms(query)
         return Page[Alarm](total=total, limit=limit, offset=offset, items=items)
 
@@ -111,6 +122,23 @@ def _alarm_routes(app: FastAPI, ctx: ApiContext) -> None:
         if alarm is None:
             raise HTTPException(404, f"no alarm {alarm_id}")
         return alarm
+
+    @app.post("/api/alarms/{alarm_id}/ack", summary="Acknowledge: a person has seen the alarm")
+    async def acknowledge(alarm_id: str, body: Handling) -> Alarm:
+        return await _transition(ctx, alarm_id, "acknowledge", body)
+
+    @app.post("/api/alarms/{alarm_id}/reset", summary="Reset (close) an acknowledged alarm")
+    async def reset(alarm_id: str, body: Handling) -> Alarm:
+        return await _transition(ctx, alarm_id, "reset", body)
+
+
+async def _transition(ctx: ApiContext, alarm_id: str, action: str, body: Handling) -> Alarm:
+    try:
+        return await ctx.store.transition(alarm_id, action, body.operator, body.note)
+    except AlarmNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except InvalidTransitionError as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 def _other_routes(app: FastAPI, ctx: ApiContext) -> None:

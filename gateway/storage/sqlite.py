@@ -1,8 +1,8 @@
-"""SQLite adapter for the AlarmStore port: alarms, per-endpoint outbox and dead letters.
+"""SQLite adapter for the AlarmStore port: alarms, per-endpoint outbox, dead letters, audit log.
 
 WAL with synchronous=FULL: a commit that returned is on disk, so an MQTT message is acknowledged
-only after its alarm or dead letter survives a crash. All calls run on one dedicated thread,
-which owns the connection.
+only after its alarm or dead letter survives a crash. All calls run on one dedicated thread, which
+owns the connection; every write is one transaction that also appends its audit rows.
 """
 
 from __future__ import annotations
@@ -11,51 +11,37 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.models import Alarm, AlarmState, DeadLetter, Delivery, DeliveryStatus, Kind
-from gateway.ports import AlarmQuery, DueDelivery, NewAlarm, NewDeadLetter, SendResult
+from gateway.alarms import new_alarm_id, next_state, trouble_alarm
+from gateway.models import Alarm, DeadLetter
+from gateway.ports import (
+    AlarmNotFoundError,
+    AlarmQuery,
+    Attempt,
+    DueDelivery,
+    NewAlarm,
+    NewDeadLetter,
+    Restore,
+)
+from gateway.storage import sqlite_rows as rows
+from gateway.storage.audit import AuditChain, AuditEntry, verify
+from gateway.storage.schema import migrate
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alarms (
-    id TEXT PRIMARY KEY,
-    school TEXT NOT NULL, kind TEXT NOT NULL, device TEXT NOT NULL,
-    event TEXT NOT NULL, category TEXT NOT NULL,
-    seq INTEGER NOT NULL, device_ts TEXT NOT NULL, received_at TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'new',
-    UNIQUE (school, kind, device, seq, device_ts)
-);
-CREATE INDEX IF NOT EXISTS alarms_state ON alarms (state, received_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    alarm_id TEXT NOT NULL REFERENCES alarms (id),
-    endpoint TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    priority INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT, last_attempt_at TEXT, delivered_at TEXT,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (alarm_id, endpoint)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, received_at TEXT NOT NULL
-);
-"""
-_UNCONFIRMED = "status IN ('pending', 'retrying')"
 
 
 class SqliteAlarmStore:
     """AlarmStore on one SQLite file; use as an async context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, duplicate_window_s: float = 300.0) -> None:
         self._path = path
+        self._window = timedelta(seconds=duplicate_window_s)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
+        self._chain: AuditChain | None = None
 
     async def __aenter__(self) -> SqliteAlarmStore:
         await self._run(self._open)
@@ -74,8 +60,8 @@ class SqliteAlarmStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-        self._db = db
+        migrate(db)
+        self._db, self._chain = db, AuditChain(db)
 
     def _close(self) -> None:
         if self._db is not None:
@@ -89,86 +75,126 @@ class SqliteAlarmStore:
             raise RuntimeError("SqliteAlarmStore used outside 'async with'")
         return self._db
 
-    # --- writes ------------------------------------------------------------------------------
+    def _transaction(self, work: Callable[[list[AuditEntry]], T]) -> T:
+        """Run work in one transaction, then append the audit entries it collected."""
+        assert self._chain is not None
+        entries: list[AuditEntry] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(entries)
+            self._chain.append(entries)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self._chain.reload()
+            raise
+        return result
+
+    # --- ingest ------------------------------------------------------------------------------
 
     async def commit(
-        self, alarms: Sequence[NewAlarm], letters: Sequence[NewDeadLetter]
+        self,
+        alarms: Sequence[NewAlarm],
+        letters: Sequence[NewDeadLetter],
+        restores: Sequence[Restore] = (),
     ) -> list[str]:
-        """Insert alarms (ignoring duplicates of device+seq+ts) and letters in one transaction."""
-        return await self._run(self._commit, alarms, letters)
+        """Insert new alarms (skipping resent ones), letters and restores in one transaction."""
+        return await self._run(self._transaction, lambda audit: self._commit(
+            alarms, letters, restores, audit))  # fmt: skip
 
-    def _commit(self, alarms: Sequence[NewAlarm], letters: Sequence[NewDeadLetter]) -> list[str]:
-        created: list[str] = []
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for alarm in alarms:
-                if self._insert_alarm(alarm):
-                    created.append(alarm.id)
-            db.executemany(
-                "INSERT INTO dead_letters (topic, payload, reason, received_at) VALUES (?,?,?,?)",
-                [(d.topic, d.payload, d.reason, _iso(d.received_at)) for d in letters],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    def _commit(
+        self,
+        alarms: Sequence[NewAlarm],
+        letters: Sequence[NewDeadLetter],
+        restores: Sequence[Restore],
+        audit: list[AuditEntry],
+    ) -> list[str]:
+        created = [a.id for a in alarms if self._insert_alarm(a, audit)]
+        self.db.executemany(
+            "INSERT INTO dead_letters (topic, payload, reason, received_at) VALUES (?,?,?,?)",
+            [(d.topic, d.payload, d.reason, _iso(d.received_at)) for d in letters],
+        )
+        for restore in restores:
+            self._restore(restore, audit)
         return created
 
-    def _insert_alarm(self, a: NewAlarm) -> bool:
-        cur = self.db.execute(
-            "INSERT OR IGNORE INTO alarms (id, school, kind, device, event, category, seq,"
-            " device_ts, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            (a.id, a.school, a.kind.value, a.device, a.event, a.category, a.seq,
-             _iso(a.device_ts), _iso(a.received_at)),
-        )  # fmt: skip
-        if cur.rowcount == 0:
+    def _insert_alarm(self, a: NewAlarm, audit: list[AuditEntry]) -> bool:
+        if self._is_resent(a):
             return False
+        self.db.execute(
+            "INSERT INTO alarms (id, school, kind, device, event, category, seq, device_ts,"
+            " received_at, test, related_alarm_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (a.id, a.school, a.kind.value, a.device, a.event, a.category, a.seq,
+             _iso(a.device_ts), _iso(a.received_at), int(a.test), a.related_alarm_id),
+        )  # fmt: skip
+        created = a.received_at.timestamp()
         self.db.executemany(
-            "INSERT INTO deliveries (alarm_id, endpoint, priority) VALUES (?,?,?)",
-            [(a.id, endpoint, a.priority) for endpoint in a.endpoints],
+            "INSERT INTO deliveries (alarm_id, endpoint, priority, created_at) VALUES (?,?,?,?)",
+            [(a.id, endpoint, a.priority, created) for endpoint in a.endpoints],
         )
+        detail = {
+            "device": f"{a.school}/{a.kind}/{a.device}", "event": a.event, "seq": a.seq,
+            "category": a.category, "test": a.test, "endpoints": list(a.endpoints),
+        }  # fmt: skip
+        audit.append(AuditEntry("raised", a.id, "device", detail))
         return True
 
-    async def record_attempt(
-        self, alarm_id: str, endpoint: str, result: SendResult, retry_at: float | None
-    ) -> None:
-        """Record an attempt's outcome on the delivery row."""
-        await self._run(self._record_attempt, alarm_id, endpoint, result, retry_at)
+    def _is_resent(self, a: NewAlarm) -> bool:
+        low, high = _iso(a.device_ts - self._window), _iso(a.device_ts + self._window)
+        row = self.db.execute(
+            "SELECT 1 FROM alarms WHERE school=? AND kind=? AND device=? AND seq=?"
+            " AND event=? AND device_ts BETWEEN ? AND ? LIMIT 1",
+            (a.school, a.kind.value, a.device, a.seq, a.event, low, high),
+        ).fetchone()
+        return row is not None
 
-    def _record_attempt(
-        self, alarm_id: str, endpoint: str, result: SendResult, retry_at: float | None
-    ) -> None:
+    def _restore(self, r: Restore, audit: list[AuditEntry]) -> None:
+        ids = [row[0] for row in self.db.execute(
+            "SELECT id FROM alarms WHERE school=? AND kind=? AND device=? AND state != 'reset'"
+            " AND restored_at IS NULL", (r.school, r.kind.value, r.device),
+        )]  # fmt: skip
+        for alarm_id in ids:
+            self.db.execute("UPDATE alarms SET restored_at=? WHERE id=?", (_iso(r.at), alarm_id))
+            audit.append(AuditEntry("restored", alarm_id, "device", {"at": _iso(r.at)}))
+
+    # --- outbox ------------------------------------------------------------------------------
+
+    async def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts' outcomes on their delivery rows, in one transaction."""
+        await self._run(self._transaction, lambda audit: self._record(attempts, audit))
+
+    def _record(self, attempts: Sequence[Attempt], audit: list[AuditEntry]) -> None:
         now = _iso(datetime.now(UTC))
-        if result.ok:
-            sql = ("UPDATE deliveries SET status='delivered', attempts=attempts+1,"
-                   " last_attempt_at=?, delivered_at=?, last_error=NULL"
-                   " WHERE alarm_id=? AND endpoint=?")  # fmt: skip
-            self.db.execute(sql, (now, now, alarm_id, endpoint))
-            return
-        sql = ("UPDATE deliveries SET status='retrying', attempts=attempts+1,"
-               " last_attempt_at=?, last_error=?, next_attempt_at=?"
-               " WHERE alarm_id=? AND endpoint=?")  # fmt: skip
-        self.db.execute(sql, (now, result.detail, retry_at or 0.0, alarm_id, endpoint))
-
-    # --- reads -------------------------------------------------------------------------------
+        for a in attempts:
+            if a.result.ok:
+                self.db.execute(
+                    "UPDATE deliveries SET status='delivered', attempts=attempts+1,"
+                    " last_attempt_at=?, delivered_at=?, last_error=NULL"
+                    " WHERE alarm_id=? AND endpoint=?", (now, now, a.alarm_id, a.endpoint),
+                )  # fmt: skip
+            else:
+                self.db.execute(
+                    "UPDATE deliveries SET status='retrying', attempts=attempts+1,"
+                    " last_attempt_at=?, last_error=?, next_attempt_at=?"
+                    " WHERE alarm_id=? AND endpoint=? AND status != 'delivered'",
+                    (now, a.result.detail, a.retry_at or 0.0, a.alarm_id, a.endpoint),
+                )  # fmt: skip
+            action = "delivered" if a.result.ok else "delivery_failed"
+            detail = {"endpoint": a.endpoint, "detail": a.result.detail}
+            audit.append(AuditEntry(action, a.alarm_id, "gateway", detail))
 
     async def due_deliveries(self, now: float, limit: int) -> list[DueDelivery]:
         """Unconfirmed deliveries due by `now`, highest priority then oldest first."""
         return await self._run(self._due, now, limit)
 
     def _due(self, now: float, limit: int) -> list[DueDelivery]:
-        rows = self.db.execute(
-            f"SELECT alarm_id, endpoint, attempts FROM deliveries WHERE {_UNCONFIRMED}"
+        found = self.db.execute(
+            f"SELECT alarm_id, endpoint, attempts FROM deliveries WHERE {rows.UNCONFIRMED}"
             " AND next_attempt_at <= ? ORDER BY priority DESC, rowid LIMIT ?",
             (now, limit),
         ).fetchall()
-        alarms = {row[0]: self._alarm(row[0]) for row in rows}
-        return [
-            DueDelivery(alarm=alarm, endpoint=endpoint, attempts=attempts)
-            for alarm_id, endpoint, attempts in rows
-            if (alarm := alarms[alarm_id]) is not None
-        ]
+        alarms = rows.alarms_by_id(self.db, [r[0] for r in found])
+        return [DueDelivery(alarms[a], endpoint, attempts) for a, endpoint, attempts in found]
 
     async def next_due_at(self) -> float | None:
         """When the earliest unconfirmed delivery is due."""
@@ -176,92 +202,96 @@ class SqliteAlarmStore:
 
     def _next_due_at(self) -> float | None:
         row = self.db.execute(
-            f"SELECT min(next_attempt_at) FROM deliveries WHERE {_UNCONFIRMED}"
+            f"SELECT min(next_attempt_at) FROM deliveries WHERE {rows.UNCONFIRMED}"
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    async def escalate_overdue(
+        self, now: float, deadline_s: float, backups: dict[str, str]
+    ) -> list[str]:
+        """Backup delivery and trouble alarm for each delivery overdue (once each)."""
+        return await self._run(self._transaction, lambda audit: self._escalate(
+            now - deadline_s, backups, audit))  # fmt: skip
+
+    def _escalate(
+        self, cutoff: float, backups: dict[str, str], audit: list[AuditEntry]
+    ) -> list[str]:
+        overdue = self.db.execute(
+            f"SELECT alarm_id, endpoint, priority FROM deliveries WHERE escalated = 0"
+            f" AND {rows.UNCONFIRMED} AND created_at <= ?", (cutoff,),
+        ).fetchall()  # fmt: skip
+        alarms = rows.alarms_by_id(self.db, [r[0] for r in overdue])
+        troubles: list[str] = []
+        for alarm_id, endpoint, priority in overdue:
+            self.db.execute("UPDATE deliveries SET escalated = 1 WHERE alarm_id=? AND endpoint=?",
+                            (alarm_id, endpoint))  # fmt: skip
+            backup = backups.get(endpoint)
+            if backup is not None:
+                created = datetime.now(UTC).timestamp()
+                self.db.execute(
+                    "INSERT OR IGNORE INTO deliveries (alarm_id, endpoint, priority, created_at)"
+                    " VALUES (?,?,?,?)", (alarm_id, backup, priority, created),
+                )  # fmt: skip
+            # One trouble alarm per undelivered alarm, however many endpoints are late.
+            trouble = trouble_alarm(alarms[alarm_id], endpoint, new_alarm_id())
+            if self._insert_alarm(trouble, audit):
+                troubles.append(trouble.id)
+            detail = {"endpoint": endpoint, "backup": backup, "trouble": trouble.id}
+            audit.append(AuditEntry("escalated", alarm_id, "gateway", detail))
+        return troubles
+
+    # --- handling ----------------------------------------------------------------------------
+
+    async def transition(self, alarm_id: str, action: str, operator: str, note: str) -> Alarm:
+        """acknowledge or reset; the audit log records who, when and the note."""
+        return await self._run(self._transaction, lambda audit: self._transition(
+            alarm_id, action, operator, note, audit))  # fmt: skip
+
+    def _transition(
+        self, alarm_id: str, action: str, operator: str, note: str, audit: list[AuditEntry]
+    ) -> Alarm:
+        current = rows.alarms_by_id(self.db, [alarm_id]).get(alarm_id)
+        if current is None:
+            raise AlarmNotFoundError(f"no alarm {alarm_id}")
+        state = next_state(current.state, action)
+        prefix = "acknowledged" if action == "acknowledge" else "reset"
+        self.db.execute(
+            f"UPDATE alarms SET state=?, {prefix}_by=?, {prefix}_at=?, {prefix}_note=? WHERE id=?",
+            (state.value, operator, _iso(datetime.now(UTC)), note, alarm_id),
+        )
+        audit.append(AuditEntry(prefix, alarm_id, operator, {"note": note}))
+        return rows.alarms_by_id(self.db, [alarm_id])[alarm_id]
+
+    async def audit(self, action: str, actor: str, detail: dict[str, object]) -> None:
+        """Append one audit row that concerns no single alarm."""
+        entry = AuditEntry(action, None, actor, dict(detail))
+        await self._run(self._transaction, lambda audit: audit.append(entry))
+
+    async def verify_audit(self) -> tuple[list[str], tuple[int, str]]:
+        """Problems found in the audit chain (none when intact) and its head."""
+        return await self._run(self._verify)
+
+    def _verify(self) -> tuple[list[str], tuple[int, str]]:
+        assert self._chain is not None
+        return list(verify(self.db)), self._chain.head
+
+    # --- reads -------------------------------------------------------------------------------
+
     async def list_alarms(self, query: AlarmQuery) -> tuple[list[Alarm], int]:
         """Alarms matching the filters, oldest first, with the total before paging."""
-        return await self._run(self._list_alarms, query)
-
-    def _list_alarms(self, q: AlarmQuery) -> tuple[list[Alarm], int]:
-        where, args = [], []
-        for column, value in (("school", q.school), ("device", q.device), ("state", q.state)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self.db.execute(f"SELECT count(*) FROM alarms{clause}", args).fetchone()[0]
-        ids = self.db.execute(
-            f"SELECT id FROM alarms{clause} ORDER BY received_at, rowid LIMIT ? OFFSET ?",
-            [*args, q.limit, q.offset],
-        ).fetchall()
-        return [a for (alarm_id,) in ids if (a := self._alarm(alarm_id)) is not None], total
+        return await self._run(rows.list_alarms, self.db, query)
 
     async def get_alarm(self, alarm_id: str) -> Alarm | None:
         """One alarm with its deliveries, or None."""
-        return await self._run(self._alarm, alarm_id)
-
-    def _alarm(self, alarm_id: str) -> Alarm | None:
-        row = self.db.execute(
-            "SELECT id, school, kind, device, event, category, seq, device_ts, received_at, state"
-            " FROM alarms WHERE id = ?",
-            (alarm_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        deliveries = self.db.execute(
-            "SELECT endpoint, status, attempts, last_error, last_attempt_at, delivered_at"
-            " FROM deliveries WHERE alarm_id = ? ORDER BY endpoint",
-            (alarm_id,),
-        ).fetchall()
-        return Alarm(
-            id=row[0], school=row[1], kind=Kind(row[2]), device=row[3], event=row[4],
-            category=row[5], seq=row[6], device_ts=row[7], received_at=row[8],
-            state=AlarmState(row[9]),
-            deliveries=tuple(
-                Delivery(endpoint=d[0], status=DeliveryStatus(d[1]), attempts=d[2],
-                         last_error=d[3], last_attempt_at=d[4], delivered_at=d[5])
-                for d in deliveries
-            ),
-        )  # fmt: skip
+        return (await self._run(rows.alarms_by_id, self.db, [alarm_id])).get(alarm_id)
 
     async def list_dead_letters(self, limit: int, offset: int) -> tuple[list[DeadLetter], int]:
         """Newest first."""
-        return await self._run(self._dead_letters, limit, offset)
-
-    def _dead_letters(self, limit: int, offset: int) -> tuple[list[DeadLetter], int]:
-        total = self.db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-        rows = self.db.execute(
-            "SELECT id, topic, payload, reason, received_at FROM dead_letters"
-            " ORDER BY id DESC LIMIT ? OFFSET ?",
-            (limit, offset),
-        ).fetchall()
-        letters = [
-            DeadLetter(id=r[0], topic=r[1], payload=r[2], reason=r[3], received_at=r[4])
-            for r in rows
-        ]
-        return letters, total
+        return await self._run(rows.dead_letters, self.db, limit, offset)
 
     async def counts(self) -> dict[str, int]:
         """Figures for the progress line and /api/stats."""
-        return await self._run(self._counts)
-
-    def _counts(self) -> dict[str, int]:
-        one = self.db.execute
-        return {
-            "alarms_total": one("SELECT count(*) FROM alarms").fetchone()[0],
-            "alarms_open": one("SELECT count(*) FROM alarms WHERE state != 'reset'").fetchone()[0],
-            "alarms_forwarded": one(
-                "SELECT count(*) FROM alarms a WHERE EXISTS (SELECT 1 FROM deliveries d"
-                " WHERE d.alarm_id = a.id) AND NOT EXISTS (SELECT 1 FROM deliveries d"
-                f" WHERE d.alarm_id = a.id AND d.{_UNCONFIRMED})"
-            ).fetchone()[0],
-            "deliveries_pending": one(
-                f"SELECT count(*) FROM deliveries WHERE {_UNCONFIRMED}"
-            ).fetchone()[0],
-            "dead_letters": one("SELECT count(*) FROM dead_letters").fetchone()[0],
-        }
+        return await self._run(rows.counts, self.db)
 
 
 def _iso(when: datetime) -> str:

@@ -74,3 +74,20 @@ async def test_dead_letters_devices_stats_health(client: httpx.AsyncClient) -> N
 async def test_console_is_served(client: httpx.AsyncClient) -> None:
     page = await client.get("/console/")
     assert page.status_code == 200 and "Open alarms" in page.text
+
+
+async def test_ack_then_reset_with_operator_and_note(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/api/alarms", params={"limit": 1})).json()["items"][0]
+    url = f"/api/alarms/{first['id']}"
+    early = await client.post(f"{url}/reset", json={"operator": "li", "note": "x"})
+    assert (early.status_code, early.json()["detail"]) == (
+        409, "cannot reset an alarm that is new; acknowledge it first",
+    )  # fmt: skip
+    assert (await client.post(f"{url}/ack", json={"note": "no operator"})).status_code == 422
+    acked = (await client.post(f"{url}/ack", json={"operator": "li", "note": "seen"})).json()
+    assert (acked["state"], acked["acknowledged_by"]) == ("acknowledged", "li")
+    done = (await client.post(f"{url}/reset", json={"operator": "li"})).json()
+    assert done["state"] == "reset" and done["reset_at"] is not None
+    open_now = (await client.get("/api/alarms", params={"open": True})).json()
+    assert open_now["total"] == 2 and first["id"] not in {a["id"] for a in open_now["items"]}
+    assert (await client.post("/api/alarms/nope/ack", json={"operator": "li"})).status_code == 404

@@ -184,7 +184,13 @@ def _kv_header(body: GateEvent | GateStatus) -> str:
 
 @given(body=models(GateEvent))
 def test_gate_kv_event_round_trips(body: GateEvent) -> None:
-    code = {"open": "OPEN", "close": "CLOSE", "forced": "FORCED", "held_open": "HELD"}
+    code = {
+        "open": "OPEN",
+        "close": "CLOSE",
+        "forced": "FORCED",
+        "held_open": "HELD",
+        "restore": "RESTORE",
+    }
     text = f"{_kv_header(body)} evt={code.get(body.event, 'TAMPER')}"
     assert drivers.get("gate_kv").decode(Channel.EVENT, text.encode()) == body
 

@@ -147,7 +147,7 @@ EVENT = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "event": "press"%s}'
     [
         (
             b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "event": "pressed"}',
-            "schema: event: Input should be 'press', 'test', 'tamper' or 'low_battery'",
+            "schema: event: Input should be 'press', 'test', 'tamper', 'low_battery' or 'restore'",
         ),
         (b"press", "not JSON: expected value at line 1 column 1"),
         (b'{"seq": 1,', "not JSON: EOF while parsing"),

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from gateway.config import LinkageSettings
 from gateway.forwarding import Dispatcher
 from gateway.models import Alarm
 from gateway.ports import SendResult
@@ -30,7 +31,8 @@ async def test_retries_until_every_alarm_is_confirmed(tmp_path: Path) -> None:
     async with SqliteAlarmStore(tmp_path / "s.db") as store:
         alarms = [alarm(n) for n in range(1, 21)]
         await store.commit(alarms, [])
-        dispatcher = Dispatcher(store, endpoint, stats, retry_initial_s=0.001, retry_max_s=0.01)
+        linkage = LinkageSettings(retry_initial_s=0.001, retry_max_s=0.01, down_after_failures=100)
+        dispatcher = Dispatcher(store, endpoint, stats, linkage)
         task = asyncio.create_task(dispatcher.run())
         async with asyncio.timeout(20):
             while (await store.counts())["deliveries_pending"]:  # noqa: ASYNC110 (polling the store)
@@ -45,8 +47,50 @@ async def test_retries_until_every_alarm_is_confirmed(tmp_path: Path) -> None:
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    d = Dispatcher(None, None, Stats(), retry_initial_s=1.0, retry_max_s=8.0)  # type: ignore[arg-type]
+    linkage = LinkageSettings(retry_initial_s=1.0, retry_max_s=8.0)
+    d = Dispatcher(None, None, Stats(), linkage)  # type: ignore[arg-type]
     for attempts, base in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)):
         delays = {d.backoff(attempts) for _ in range(50)}
         assert all(base / 2 <= x <= base for x in delays)
         assert len(delays) > 1
+
+
+async def test_endpoint_declared_down_is_probed_one_at_a_time_then_recovers(
+    tmp_path: Path,
+) -> None:
+    class DeadThenAlive:
+        def __init__(self) -> None:
+            self.alive = False
+            self.concurrent = self.max_concurrent = self.calls = 0
+
+        async def send(self, endpoint: str, a: Alarm) -> SendResult:
+            self.calls += 1
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+            await asyncio.sleep(0.001)
+            self.concurrent -= 1
+            return SendResult(self.alive, "ok" if self.alive else "refused")
+
+    endpoint = DeadThenAlive()
+    linkage = LinkageSettings(retry_initial_s=0.001, retry_max_s=0.002, down_after_failures=3,
+                              probe_interval_s=0.05)  # fmt: skip
+    async with SqliteAlarmStore(tmp_path / "s.db") as store:
+        await store.commit([alarm(n) for n in range(1, 11)], [])
+        dispatcher = Dispatcher(store, endpoint, Stats(), linkage)
+        task = asyncio.create_task(dispatcher.run())
+        async with asyncio.timeout(10):
+            while dispatcher.endpoint_states().get("police") != "down":  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        calls_when_down = endpoint.calls
+        await asyncio.sleep(0.3)  # several probe intervals
+        probes = endpoint.calls - calls_when_down
+        endpoint.alive = True
+        async with asyncio.timeout(10):
+            while (await store.counts())["deliveries_pending"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert dispatcher.endpoint_states() == {"police": "up"}
+    assert 2 <= probes <= 8, probes  # ~0.3 s / 0.05 s, never the whole backlog
+    assert endpoint.max_concurrent <= 10

@@ -9,7 +9,7 @@ from gateway.config import Settings, load_settings
 from gateway.devices import DeviceTracker
 from gateway.ingest import Ingest, TopicError, parse_topic
 from gateway.models import Channel, Kind
-from gateway.ports import NewAlarm, NewDeadLetter
+from gateway.ports import NewAlarm, NewDeadLetter, Restore
 from gateway.runtime import DriverRouter
 from gateway.stats import Stats
 
@@ -24,10 +24,15 @@ class FakeStore:
         self.alarms: list[NewAlarm] = []
         self.letters: list[NewDeadLetter] = []
         self.keys: set[tuple[str, str, int]] = set()
+        self.restores: list[Restore] = []
 
     async def commit(
-        self, alarms: Sequence[NewAlarm], letters: Sequence[NewDeadLetter]
+        self,
+        alarms: Sequence[NewAlarm],
+        letters: Sequence[NewDeadLetter],
+        restores: Sequence[Restore] = (),
     ) -> list[str]:
+        self.restores.extend(restores)
         created = []
         for alarm in alarms:
             key = (alarm.school, alarm.device, alarm.seq)
@@ -121,3 +126,28 @@ async def test_bad_input_is_kept_with_reason_and_good_traffic_flows(parts) -> No
     assert reasons[4].startswith("oversized") and len(store.letters[4].payload) == 65536
     assert [a.device for a in store.alarms] == ["b2"]
     assert len(points) == 1
+
+
+async def test_test_event_and_test_mode_make_test_alarms_never_forwarded(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, _, _ = parts
+    test = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "event": "test"}'
+    status = b'{"seq": 2, "ts": "2026-11-23T08:00:01Z", "test_mode": true}'
+    press = b'{"seq": 3, "ts": "2026-11-23T08:00:02Z", "event": "press"}'
+    await ingest.handle([("campus/s1/button/b1/event", test)])
+    await ingest.handle([("campus/s1/button/b1/status", status)])
+    await ingest.handle(
+        [("campus/s1/button/b1/event", press), ("campus/s1/button/b2/event", PRESS)]
+    )
+    assert [(a.device, a.test, a.endpoints) for a in store.alarms] == [
+        ("b1", True, ()), ("b1", True, ()), ("b2", False, ("police",)),
+    ]  # fmt: skip
+
+
+async def test_restore_is_recorded_not_an_alarm(parts) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, _, _ = parts
+    restore = b'{"seq": 2, "ts": "2026-11-23T08:00:05Z", "event": "restore"}'
+    await ingest.handle(
+        [("campus/s1/button/b1/event", PRESS), ("campus/s1/button/b1/event", restore)]
+    )
+    assert len(store.alarms) == 1
+    assert [(r.school, r.device) for r in store.restores] == [("s1", "b1")]

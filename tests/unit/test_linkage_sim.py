@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +116,20 @@ async def test_timeout_mode_never_answers(client: TestClient[Any, Any], endpoint
     assert (await received(client))["count"] == 0
 
 
-async def test_refuse_mode_drops_the_connection(
+async def test_drop_mode_closes_the_connection_unanswered(
     client: TestClient[Any, Any], endpoint: Endpoint
 ) -> None:
+    await control(client, mode="drop")
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post(client)
+    assert [a["answer"] for a in endpoint.attempts] == ["dropped"]
+    assert (await received(client))["count"] == 0
+
+
+async def test_refuse_drops_a_request_on_a_connection_opened_before(
+    client: TestClient[Any, Any], endpoint: Endpoint
+) -> None:
+    # Without serve() nothing closes the listening socket; the request itself is still dropped.
     await control(client, mode="refuse")
     with pytest.raises(aiohttp.ClientConnectionError):
         await post(client)
@@ -125,12 +138,23 @@ async def test_refuse_mode_drops_the_connection(
 
 @pytest.mark.parametrize(
     "change",
-    [{"mode": "sometimes"}, {"slow_ms": -1}, {"fail_next": "2"}, {"slow_ms": True}, {"x": 1}],
+    [
+        {"mode": "sometimes"},
+        {"slow_ms": -1},
+        {"fail_next": "2"},
+        {"slow_ms": True},
+        {"x": 1},
+        {"secret": ""},
+        {"secret": 5},
+        {"mode": "error", "schedule": [{"start": 1, "end": 0, "mode": "error"}]},
+        {"mode": "error", "schedule_origin": "now"},
+    ],
 )
 async def test_control_rejects_bad_settings(client: TestClient[Any, Any], change: Any) -> None:
     status, body = await control(client, **change)
     assert status == 400 and body["ok"] is False
-    assert (await (await client.get("/healthz")).json())["mode"] == "ok"
+    health = await (await client.get("/healthz")).json()
+    assert (health["mode"], health["signed"], health["schedule"]) == ("ok", False, [])
 
 
 async def test_clear_forgets_what_was_received(client: TestClient[Any, Any]) -> None:
@@ -144,3 +168,30 @@ async def test_healthz_answers_in_every_mode(client: TestClient[Any, Any]) -> No
     await control(client, mode="error")
     resp = await client.get("/healthz")
     assert resp.status == 200 and (await resp.json())["mode"] == "error"
+
+
+async def test_received_keeps_its_fields_and_microsecond_arrival(
+    client: TestClient[Any, Any],
+) -> None:
+    before = time.time()
+    await post(client)
+    got = await received(client)
+    assert set(got) == {"count", "unique_keys", "alarms"}
+    (record,) = got["alarms"]
+    assert set(record) == {"index", "received_id", "idempotency_key", "duplicate", "at", "alarm"}
+    assert record["idempotency_key"] == "k1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", record["at"])
+    arrived = datetime.fromisoformat(record["at"].replace("Z", "+00:00")).timestamp()
+    assert before - 0.001 <= arrived <= time.time()
+
+
+async def test_attempts_give_the_reason_of_a_failure(client: TestClient[Any, Any]) -> None:
+    await control(client, fail_next=1)
+    await post(client, "k1")
+    await post(client, "k2")
+    attempts = await (await client.get("/attempts")).json()
+    assert attempts["rejected"] == {}
+    assert [(a["answer"], a["reason"]) for a in attempts["attempts"]] == [
+        (503, "fail_next"),
+        (200, None),
+    ]

@@ -1,5 +1,7 @@
 """SQLite alarm store: duplicates, outbox order and state, dead letters, counts."""
 
+import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -7,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms import new_alarm_id
-from gateway.models import DeliveryStatus, Kind
-from gateway.ports import AlarmQuery, NewAlarm, NewDeadLetter, SendResult
+from gateway.models import AlarmState, DeliveryStatus, Kind
+from gateway.ports import (
+    AlarmNotFoundError,
+    AlarmQuery,
+    Attempt,
+    InvalidTransitionError,
+    NewAlarm,
+    NewDeadLetter,
+    Restore,
+    SendResult,
+)
 from gateway.storage.sqlite import SqliteAlarmStore
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -41,8 +52,10 @@ async def test_outbox_fire_first_then_retry_then_delivered(store: SqliteAlarmSto
     await store.commit([police, fire], [])
     due = await store.due_deliveries(now=T0.timestamp() + 10**9, limit=10)
     assert [(d.alarm.id, d.endpoint) for d in due] == [(fire.id, "fire"), (police.id, "police")]
-    await store.record_attempt(fire.id, "fire", SendResult(False, "HTTP 503"), retry_at=5e9)
-    await store.record_attempt(police.id, "police", SendResult(True, "HTTP 200"), None)
+    await store.record_attempts([
+        Attempt(fire.id, "fire", SendResult(False, "HTTP 503"), retry_at=5e9),
+        Attempt(police.id, "police", SendResult(True, "HTTP 200"), None),
+    ])  # fmt: skip
     assert [d.endpoint for d in await store.due_deliveries(now=4e9, limit=10)] == []
     assert await store.next_due_at() == 5e9
     got = await store.get_alarm(fire.id)
@@ -84,3 +97,77 @@ async def test_alarms_survive_reopening(tmp_path: Path) -> None:
         await s.commit([alarm(1), alarm(2)], [])
     async with SqliteAlarmStore(path) as s:
         assert len(await s.due_deliveries(now=1e10, limit=10)) == 2
+
+
+async def test_resent_press_within_window_is_not_new_but_restarted_device_is(
+    store: SqliteAlarmStore,
+) -> None:
+    first = alarm(1)
+    resent = dataclasses.replace(alarm(1), device_ts=first.device_ts + timedelta(seconds=30))
+    restarted = dataclasses.replace(alarm(1), device_ts=first.device_ts + timedelta(hours=2))
+    assert await store.commit([first, resent], []) == [first.id]
+    assert await store.commit([restarted], []) == [restarted.id]
+
+
+async def test_handling_is_latched_and_ordered(store: SqliteAlarmStore) -> None:
+    a = alarm(1)
+    await store.commit([a], [], [Restore("s1", Kind.BUTTON, "b1", T0 + timedelta(minutes=1))])
+    got = await store.get_alarm(a.id)
+    assert got is not None and got.restored_at is not None and got.state == AlarmState.NEW
+    with pytest.raises(InvalidTransitionError, match="acknowledge it first"):
+        await store.transition(a.id, "reset", "li", "")
+    acked = await store.transition(a.id, "acknowledge", "li", "on my way")
+    assert (acked.state, acked.acknowledged_by, acked.acknowledged_note) == (
+        AlarmState.ACKNOWLEDGED, "li", "on my way",
+    )  # fmt: skip
+    done = await store.transition(a.id, "reset", "wang", "false alarm, child pressed")
+    assert (done.state, done.reset_by) == (AlarmState.RESET, "wang")
+    with pytest.raises(InvalidTransitionError):
+        await store.transition(a.id, "acknowledge", "li", "")
+    with pytest.raises(AlarmNotFoundError):
+        await store.transition("nope", "acknowledge", "li", "")
+
+
+async def test_overdue_delivery_goes_to_backup_and_raises_one_trouble(
+    store: SqliteAlarmStore,
+) -> None:
+    a = alarm(1, endpoints=("police", "fire"))
+    await store.commit([a], [])
+    late = a.received_at.timestamp() + 91
+    troubles = await store.escalate_overdue(late, 90, {"police": "police2"})
+    assert len(troubles) == 1
+    assert await store.escalate_overdue(late + 10, 90, {"police": "police2"}) == []
+    trouble = await store.get_alarm(troubles[0])
+    assert trouble is not None
+    assert (trouble.category, trouble.related_alarm_id, trouble.deliveries) == ("trouble", a.id, ())
+    got = await store.get_alarm(a.id)
+    assert got is not None
+    assert sorted(d.endpoint for d in got.deliveries) == ["fire", "police", "police2"]
+
+
+async def test_audit_chain_detects_a_changed_or_deleted_row(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    async with SqliteAlarmStore(path) as s:
+        for n in range(1, 4):
+            await s.commit([alarm(n)], [])
+        problems, (rows, _) = await s.verify_audit()
+        assert (problems, rows) == ([], 3)
+    db = sqlite3.connect(path)
+    db.execute("DROP TRIGGER audit_no_update")
+    db.execute("UPDATE audit SET detail = replace(detail, 'police', 'fire') WHERE seq = 2")
+    db.commit()
+    db.close()
+    async with SqliteAlarmStore(path) as s:
+        problems, _ = await s.verify_audit()
+    assert problems == ["row 2: contents do not match its hash (changed)"]
+
+
+async def test_audit_log_refuses_updates_and_deletes(
+    store: SqliteAlarmStore, tmp_path: Path
+) -> None:
+    await store.commit([alarm(1)], [])
+    other = sqlite3.connect(tmp_path / "store.db")
+    for sql in ("DELETE FROM audit", "UPDATE audit SET actor = 'x'"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            other.execute(sql)
+    other.close()

@@ -28,7 +28,7 @@ def kv_reason(channel: Channel, payload: bytes) -> str:
 @pytest.mark.parametrize(
     ("code", "event"),
     [("OPEN", "open"), ("CLOSE", "close"), ("FORCED", "forced"), ("HELD", "held_open"),
-     ("TAMPER", "tamper")],
+     ("TAMPER", "tamper"), ("RESTORE", "restore")],
 )  # fmt: skip
 def test_kv_event_codes(code: str, event: str) -> None:
     body = GATE_KV.decode(Channel.EVENT, f"seq=12 ts=2026-11-23T08:00:00Z evt={code}".encode())
@@ -90,7 +90,11 @@ E, S = Channel.EVENT, Channel.STATUS
             "seq=1 ts=2026-13-23T08:00:00Z evt=OPEN",
             "schema: ts: Input should be a valid datetime",
         ),
-        (E, f"{OK} evt=BURN", "unsupported evt 'BURN' (known: OPEN, CLOSE, FORCED, HELD, TAMPER)"),
+        (
+            E,
+            f"{OK} evt=BURN",
+            "unsupported evt 'BURN' (known: OPEN, CLOSE, FORCED, HELD, TAMPER, RESTORE)",
+        ),
         (E, f"{OK} evt=open", "unsupported evt 'open'"),
         (E, f"{OK} FORCED", "not key=value: 'FORCED'"),
         (E, "seq=1 =2", "not key=value: '=2'"),
