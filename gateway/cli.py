@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="write the device JSON Schemas (docs/schemas/)")
     schemas.add_argument("--out", type=Path, default=Path("docs/schemas"), help="output folder")
     sub.add_parser("drivers", help="list the device drivers (built-in and plugins)")
+    audit = sub.add_parser(
+        "audit", help="check the alarm audit log", description="Walk the hash-chained audit "
+        "log in the alarm store; exit 1 when a row was changed or deleted.",
+    )  # fmt: skip
+    audit.add_argument("action", choices=["verify"], help="verify: check every row's hash")
+    audit.add_argument("--config", type=Path, help="TOML config file (its store.path is used)")
+    audit.add_argument("--store", type=Path, help="the SQLite alarm store, instead of --config")
     for name, (module, text) in SIMULATOR_COMMANDS.items():
         child = sub.add_parser(name, help=text, description=text)
         importlib.import_module(module).build_parser(child)
@@ -101,4 +108,29 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
-_COMMANDS = {"run": _run, "check-config": _check_config, "schemas": _schemas, "drivers": _drivers}
+def _audit(args: argparse.Namespace) -> int:
+    from gateway.storage.sqlite import SqliteAlarmStore
+
+    path = args.store or load_settings(args.config).store.path
+    if not path.exists():
+        raise ConfigError(f"store.path: {path} does not exist")
+
+    async def verify() -> tuple[list[str], tuple[int, str]]:
+        async with SqliteAlarmStore(path) as store:
+            return await store.verify_audit()
+
+    problems, (rows, head) = asyncio.run(verify())
+    for problem in problems:
+        print(f"BROKEN {problem}")
+    state = f"{len(problems)} problem(s)" if problems else "intact"
+    print(f"audit log {state}: {rows} rows in {path}, head {head}")
+    return 1 if problems else 0
+
+
+_COMMANDS = {
+    "run": _run,
+    "check-config": _check_config,
+    "schemas": _schemas,
+    "drivers": _drivers,
+    "audit": _audit,
+}

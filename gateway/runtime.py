@@ -15,6 +15,7 @@ import uvicorn
 
 import drivers
 from drivers.base import Driver
+from gateway import faults
 from gateway.api.app import ApiContext, create_app
 from gateway.config import ConfigError, Settings
 from gateway.devices import DeviceTracker
@@ -144,7 +145,7 @@ class _Parts:
         )
         dispatcher = Dispatcher(store, forwarder, stats, settings.linkage)
         ingest = Ingest(
-            settings, router, store, writer.add, devices, stats,
+            settings, router, faults.wrap_store(store), writer.add, devices, stats,
             on_alarms=lambda ids: dispatcher.wake(),
         )  # fmt: skip
         links = tuple(MqttLink(settings.mqtt, role, stats) for role in roles(settings.mqtt))

@@ -7,6 +7,7 @@ readiness (never a fixed sleep) and is stopped by PID in teardown.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -78,15 +79,16 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 class Linkage:
     """The police (110) and fire (119) simulator, one process, an HTTP port each."""
 
-    def __init__(self, directory: Path) -> None:
-        self.ports = {"police": free_port(), "fire": free_port()}
-        argv = [sys.executable, "-m", "gateway", "linkage-sim", "--record", str(directory)]
+    def __init__(self, directory: Path, names: tuple[str, ...] = ("police", "fire")) -> None:
+        self.ports = {name: free_port() for name in names}
+        self.control_port = free_port()
+        argv = [sys.executable, "-m", "gateway", "linkage-sim", "--record", str(directory),
+                "--control-port", str(self.control_port)]  # fmt: skip
         for name, port in self.ports.items():
             argv += ["--endpoint", f"{name}:{port}"]
         self.log = directory / "linkage.log"
         self.proc = spawn(argv, self.log)
-        for name in self.ports:
-            wait_for(lambda n=name: http_ok(self.url(n, "/healthz")), 15, f"{name} simulator")
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{self.control_port}/healthz"), 15, "linkage")
 
     def url(self, name: str, path: str = "/alarms") -> str:
         """URL of an endpoint's path."""
@@ -98,8 +100,14 @@ class Linkage:
         return answer
 
     def control(self, name: str, **settings: Any) -> None:
-        """Change an endpoint's behaviour (mode, slow_ms, fail_next)."""
-        post_json(self.url(name, "/_control"), settings)
+        """Change an endpoint's behaviour (mode, slow_ms, fail_next, schedule, secret), through
+        the control port so it works even while the endpoint refuses connections."""
+        post_json(f"http://127.0.0.1:{self.control_port}/_control/{name}", settings)
+
+    def attempts(self, name: str) -> dict[str, Any]:
+        """Every request the endpoint got, answered or not."""
+        answer: dict[str, Any] = get_json(f"http://127.0.0.1:{self.control_port}/attempts/{name}")
+        return answer
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL."""
@@ -114,6 +122,44 @@ def linkage(tmp_path: Path) -> Iterator[Linkage]:
     sim.stop()
 
 
+def config_for(
+    directory: Path, broker: Mosquitto, influx_url: str, linkage: Linkage, db: str, api_port: int
+) -> dict[str, Any]:
+    """The gateway config a test starts from (tests change what they need)."""
+    return {
+        "mqtt": {"port": broker.port, "client_id": "campusgw-test"},
+        "influxdb": {"url": influx_url, "database": db},
+        "store": {"path": str(directory / "gateway.db")},
+        "api": {"port": api_port},
+        "linkage": {
+            "retry_initial_s": 0.05,
+            "retry_max_s": 1.0,
+            "endpoints": {name: {"url": linkage.url(name)} for name in linkage.ports},
+            "routes": {
+                "police": ["police"],
+                "medical": ["police"],
+                "fire": ["fire"],
+                "intrusion": [],
+            },
+        },
+        "drivers": {"routes": [{"match": "*/gate/kv-*", "driver": "gate_kv"}]},
+    }
+
+
+def to_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """Just enough TOML for gateway configs: scalars, lists of scalars, tables, arrays of tables."""
+    scalars, tables = [], []
+    for key, value in table.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            tables.append(f"[{name}]\n{to_toml(value, name)}")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            tables += [f"[[{name}]]\n{to_toml(item, name)}" for item in value]
+        else:
+            scalars.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(scalars) + "\n\n" + "\n".join(tables)
+
+
 class Gateway:
     """`python -m gateway run` as a subprocess with a config pointing at the test's servers."""
 
@@ -125,32 +171,54 @@ class Gateway:
         self.api_port = free_port()
         self.config = directory / "campusgw.toml"
         self.log = directory / "gateway.log"
+        self.env: dict[str, str] = {}
         directory.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            f'[mqtt]\nport = {broker.port}\nclient_id = "campusgw-test"\n\n'
-            f'[influxdb]\nurl = "{influx.url}"\ndatabase = "{db}"\n\n'
-            f'[store]\npath = "{directory / "gateway.db"}"\n\n'
-            f"[api]\nport = {self.api_port}\n\n"
-            f"[linkage]\nretry_initial_s = 0.05\nretry_max_s = 1.0\n\n"
-            f'[linkage.endpoints.police]\nurl = "{linkage.url("police")}"\n\n'
-            f'[linkage.endpoints.fire]\nurl = "{linkage.url("fire")}"\n\n'
-            '[linkage.routes]\npolice = ["police"]\nmedical = ["police"]\nfire = ["fire"]\n'
-            "intrusion = []\n\n"
-            '[[drivers.routes]]\nmatch = "*/gate/kv-*"\ndriver = "gate_kv"\n'
-        )
+        self.settings = config_for(directory, broker, influx.url, linkage, db, self.api_port)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Gateway:
-        """Start and wait until /healthz says MQTT and InfluxDB are up."""
-        argv = [sys.executable, "-m", "gateway", "run", "--config", str(self.config)]
-        self.proc = spawn(argv, self.log)
-        wait_for(self._healthy, 20, "gateway /healthz")
+    def configure(self, **sections: dict[str, Any]) -> Gateway:
+        """Merge settings into the config (one level deep per section) before start()."""
+        for section, values in sections.items():
+            self.settings.setdefault(section, {}).update(values)
         return self
 
-    def _healthy(self) -> bool:
+    def start(self, healthy: bool = True) -> Gateway:
+        """Start and wait until /healthz says all is up (or, healthy=False, MQTT is)."""
+        self.config.write_text(to_toml(self.settings))
+        argv = [sys.executable, "-m", "gateway", "run", "--config", str(self.config)]
+        self.proc = spawn(argv, self.log, env={**os.environ, **self.env})
+        wait_for(self._healthy if healthy else self.mqtt_connected, 20, "gateway /healthz")
+        return self
+
+    def _alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             pytest.fail(f"gateway exited with {self.proc.returncode}:\n{log_tail(self.log, 40)}")
+
+    def _healthy(self) -> bool:
+        self._alive()
         return http_ok(self.api("/healthz"))
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz document, whatever its status code."""
+        try:
+            return dict(get_json(self.api("/healthz")))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read()))
+
+    def mqtt_connected(self) -> bool:
+        """Both MQTT sessions are up."""
+        self._alive()
+        try:
+            sessions = self.health()["mqtt"].values()
+        except (urllib.error.URLError, OSError):
+            return False
+        return all(session["connected"] for session in sessions)
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
 
     def stop(self) -> int:
         """SIGTERM and wait; returns the exit code."""
