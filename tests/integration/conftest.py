@@ -96,7 +96,7 @@ class Linkage:
 
     def received(self, name: str) -> dict[str, Any]:
         """What the endpoint confirmed (answered 2xx)."""
-        answer: dict[str, Any] = get_json(self.url(name, "/received"))
+        answer: dict[str, Any] = get_json(f"http://127.0.0.1:{self.control_port}/received/{name}")
         return answer
 
     def control(self, name: str, **settings: Any) -> None:
