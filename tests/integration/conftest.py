@@ -160,6 +160,14 @@ def to_toml(table: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(scalars) + "\n\n" + "\n".join(tables)
 
 
+@pytest.fixture
+def linkage3(tmp_path: Path) -> Iterator[Linkage]:
+    """Police, a backup police centre (police2) and fire."""
+    sim = Linkage(tmp_path / "linkage3", names=("police", "police2", "fire"))
+    yield sim
+    sim.stop()
+
+
 class Gateway:
     """`python -m gateway run` as a subprocess with a config pointing at the test's servers."""
 

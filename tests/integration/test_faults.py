@@ -176,13 +176,6 @@ def test_broker_restart_during_traffic_reconnects_within_5s_and_loses_nothing(
     assert gateway.get("/api/stats")["alarms_total"] == sent
 
 
-@pytest.fixture
-def linkage3(tmp_path: Path) -> Any:
-    sim = Linkage(tmp_path / "linkage3", names=("police", "police2", "fire"))
-    yield sim
-    sim.stop()
-
-
 def test_police_down_then_back_every_alarm_once_with_trouble_and_backup(
     tmp_path: Path, broker: Mosquitto, influx: InfluxDB, linkage3: Linkage
 ) -> None:

@@ -17,13 +17,6 @@ from tests.integration.test_faults import press, report, unique_keys
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def linkage3(tmp_path: Path) -> Iterator[Linkage]:
-    sim = Linkage(tmp_path / "linkage3", names=("police", "police2", "fire"))
-    yield sim
-    sim.stop()
-
-
 def test_signed_webhooks_are_verified_and_a_wrong_secret_is_never_confirmed(
     tmp_path: Path, broker: Mosquitto, influx: InfluxDB, linkage3: Linkage
 ) -> None:
