@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gateway.availability import Change
 from gateway.config import LinkageSettings
-from gateway.models import Alarm, AlarmState, ButtonEvent, DeviceMessage, GateEvent
+from gateway.models import Alarm, AlarmState, ButtonEvent, DeviceMessage, GateEvent, Kind
 from gateway.ports import InvalidTransitionError, NewAlarm
+from gateway.registry import Device, Location
 
 # Life-safety alarms go out before security-room ones when both wait for an endpoint.
 PRIORITY = {"fire": 30, "police": 20, "medical": 20, "intrusion": 10, "trouble": 5}
@@ -73,6 +76,41 @@ def trouble_alarm(late: Alarm, endpoint: str, alarm_id: str) -> NewAlarm:
         event="linkage_trouble", category="trouble", seq=late.seq, device_ts=now,
         received_at=now, endpoints=(), priority=PRIORITY["trouble"], related_alarm_id=late.id,
     )  # fmt: skip
+
+
+class OfflineTroubles:
+    """An offline alarm button or gatehouse camera is a trouble for the security room (never
+    for the police), raised at most once per cooldown so a flapping device gives one trouble."""
+
+    def __init__(self, cooldown_s: float, registered: Callable[[str], Device | None]) -> None:
+        self._cooldown = cooldown_s
+        self._registered = registered
+        self._last: dict[str, datetime] = {}
+
+    def watched(self, change: Change) -> bool:
+        """Buttons always; cameras when the registry puts them at the gatehouse."""
+        if change.kind == Kind.BUTTON:
+            return True
+        device = self._registered(change.key)
+        return (
+            change.kind == Kind.CAMERA
+            and device is not None
+            and (device.location == Location.GATEHOUSE)
+        )
+
+    def for_change(self, change: Change) -> NewAlarm | None:
+        """The trouble alarm this change raises, if any."""
+        if change.state != "offline" or not self.watched(change):
+            return None
+        last = self._last.get(change.key)
+        if last is not None and (change.at - last).total_seconds() < self._cooldown:
+            return None
+        self._last[change.key] = change.at
+        return NewAlarm(
+            id=new_alarm_id(), school=change.school, kind=change.kind, device=change.device,
+            event="offline", category="trouble", seq=0, device_ts=change.at,
+            received_at=change.at, endpoints=(), priority=PRIORITY["trouble"],
+        )  # fmt: skip
 
 
 def next_state(state: AlarmState, action: str) -> AlarmState:

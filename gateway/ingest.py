@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from drivers.base import DecodeError, Driver
-from gateway.alarms import alarm_category, is_restore, new_alarm
+from gateway.alarms import OfflineTroubles, alarm_category, is_restore, new_alarm
+from gateway.availability import AvailabilityTracker, Change
 from gateway.config import Settings
-from gateway.devices import DeviceTracker
 from gateway.lineproto import to_line
-from gateway.models import ID_PATTERN, Channel, DeviceMessage, Kind, Topic
+from gateway.models import ID_PATTERN, Availability, Channel, DeviceMessage, Kind, Topic
 from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter, Restore
 from gateway.stats import Stats
 
@@ -57,6 +57,7 @@ class _Batch:
     letters: list[NewDeadLetter] = field(default_factory=list)
     restores: list[Restore] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
 
 class Ingest:
@@ -68,9 +69,11 @@ class Ingest:
         drivers: DriverLookup,
         store: AlarmStore,
         add_point: Callable[[bytes], None],
-        devices: DeviceTracker,
+        devices: AvailabilityTracker,
         stats: Stats,
         on_alarms: Callable[[list[str]], None],
+        troubles: OfflineTroubles | None = None,
+        on_changes: Callable[[list[Change]], None] = lambda changes: None,
     ) -> None:
         self._settings = settings
         self._drivers = drivers
@@ -79,6 +82,8 @@ class Ingest:
         self._devices = devices
         self._stats = stats
         self._on_alarms = on_alarms
+        self._troubles = troubles
+        self._on_changes = on_changes
 
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
@@ -96,13 +101,21 @@ class Ingest:
         for line in batch.lines:
             self._add_point(line)
         self._stats.points_queued += len(batch.lines)
+        if batch.changes:
+            self._on_changes(batch.changes)
 
     def _one(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
         msg = self._decode(topic, payload, now, batch)
         if msg is None:
             return
-        batch.lines.append(to_line(msg))
-        self._devices.seen(msg)
+        if not (isinstance(msg.body, Availability) and msg.body.by == "gateway"):
+            batch.lines.append(to_line(msg))  # (the gateway's own word was written when judged)
+        change = self._devices.seen(msg)
+        if change is not None:
+            batch.changes.append(change)
+            trouble = self._troubles.for_change(change) if self._troubles else None
+            if trouble is not None:
+                batch.alarms.append(trouble)
         category = alarm_category(msg)
         if category is not None:
             test_mode = self._devices.in_test_mode(msg.topic.device_key)

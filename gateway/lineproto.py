@@ -58,3 +58,14 @@ def _ns(when: datetime) -> int:
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+def change_line(
+    school: str, kind: str, device: str, state: str, reason: str, at: datetime
+) -> bytes:
+    """An availability point for a state the gateway judged (source=gateway)."""
+    tags = f"school={_tag(school)},kind={kind},device={_tag(device)}"
+    online = "true" if state == "online" else "false"
+    text = reason.replace("\\", "\\\\").replace('"', '\\"')
+    fields = f'state="{state}",online={online},source="gateway",reason="{text}"'
+    return f"availability,{tags} {fields} {_ns(at)}".encode()

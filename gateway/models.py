@@ -121,6 +121,11 @@ class Availability(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     state: Literal["online", "offline"]
+    by: Literal["gateway"] | None = Field(
+        None,
+        description="Set only when the gateway published this on behalf of a device that has "
+        "no last will of its own (it judged the device by its messages and silence).",
+    )
 
 
 Event = ButtonEvent | GateEvent | CameraEvent
@@ -241,12 +246,16 @@ class DeadLetter(_Record):
 
 
 class DeviceRecord(_Record):
-    """What the gateway last heard from a device."""
+    """What the gateway knows of a device: heard (last seen, state) and/or registered."""
 
     school: str
     kind: Kind
     device: str
-    last_seen: datetime
-    availability: Literal["online", "offline"] | None = None
+    last_seen: datetime | None = None
+    availability: Literal["online", "offline", "unknown"] = "unknown"
+    since: datetime | None = Field(None, description="When it entered its availability state.")
     last_status: dict[str, object] | None = None
     messages: int = 0
+    registered: bool | None = Field(
+        None, description="In the registry (false: publishes but unregistered)."
+    )

@@ -94,6 +94,7 @@ class MqttLink:
         self.last_error: str | None = None
         self._closing = False
         self.stalled: str | None = None
+        self.on_connected: Callable[[], None] | None = None
         self.status_topic = f"{settings.topic_root}/_gateway/{settings.client_id}/availability"
         self._client = self._make_client()
 
@@ -169,6 +170,8 @@ class MqttLink:
             client.publish(self.status_topic, b"online", qos=1, retain=True)
         self.last_error = None
         self._connected.set()
+        if self.on_connected is not None:
+            self.on_connected()
         log.info(
             "MQTT connected to %s:%d as %s (session present: %s)",
             self._settings.host, self._settings.port, self.role.client_id,
@@ -198,6 +201,13 @@ class MqttLink:
             self._client.ack(msg.mid, msg.qos)
 
     # --- our side -------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Queue a QoS 1 publication; False when not connected (the caller decides)."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        return bool(info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS)
 
     def ack(self, items: list[Inbound]) -> None:
         """Acknowledge processed messages; ones from an earlier connection are left for the

@@ -18,7 +18,7 @@ from drivers.base import Driver
 from gateway import faults
 from gateway.api.app import ApiContext, create_app
 from gateway.config import ConfigError, Settings
-from gateway.devices import DeviceTracker
+from gateway.fleet import Fleet
 from gateway.forwarding import Dispatcher
 from gateway.ingest import Ingest
 from gateway.linkage import LinkageForwarder
@@ -107,6 +107,7 @@ async def run(settings: Settings) -> None:
         background = [
             asyncio.create_task(parts.writer.run(), name="telemetry"),
             asyncio.create_task(parts.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(parts.fleet.watch(store, parts.connected), name="availability"),
             asyncio.create_task(server.serve(sockets=[api_socket]), name="api"),
         ]
         try:
@@ -124,7 +125,7 @@ class _Parts:
     stats: Stats
     writer: TelemetryWriter
     dispatcher: Dispatcher
-    devices: DeviceTracker
+    fleet: Fleet
     ingest: Ingest
     links: tuple[MqttLink, ...]
 
@@ -133,7 +134,7 @@ class _Parts:
         cls, settings: Settings, router: DriverRouter, store: SqliteAlarmStore,
         sink: InfluxV1Sink, forwarder: LinkageForwarder,
     ) -> _Parts:  # fmt: skip
-        stats, devices, i = Stats(), DeviceTracker(), settings.influxdb
+        stats, i = Stats(), settings.influxdb
 
         def reject(lines: bytes, reason: str) -> None:
             letter = NewDeadLetter("influxdb:/write", lines, reason, datetime.now(UTC))
@@ -144,12 +145,25 @@ class _Parts:
             sink, stats, i.batch_size, i.flush_interval_s, i.max_buffer, reject
         )
         dispatcher = Dispatcher(store, forwarder, stats, settings.linkage)
-        ingest = Ingest(
-            settings, router, faults.wrap_store(store), writer.add, devices, stats,
-            on_alarms=lambda ids: dispatcher.wake(),
-        )  # fmt: skip
         links = tuple(MqttLink(settings.mqtt, role, stats) for role in roles(settings.mqtt))
-        return cls(store, sink, stats, writer, dispatcher, devices, ingest, links)
+        announcer = next(link for link in links if link.role.announce)
+        fleet = Fleet(
+            settings, lambda topic, payload: announcer.publish(topic, payload, retain=True),
+            writer.add,
+        )  # fmt: skip
+        for link in links:
+            link.on_connected = lambda: fleet.tracker.resume(datetime.now(UTC))
+        fleet.tracker.resume(datetime.now(UTC))
+        ingest = Ingest(
+            settings, router, faults.wrap_store(store), writer.add, fleet.tracker, stats,
+            on_alarms=lambda ids: dispatcher.wake(), troubles=fleet.troubles,
+            on_changes=fleet.apply,
+        )  # fmt: skip
+        return cls(store, sink, stats, writer, dispatcher, fleet, ingest, links)
+
+    def connected(self) -> bool:
+        """Every MQTT session is up."""
+        return all(link.connected for link in self.links)
 
     async def handle(self, batch: list[Inbound]) -> None:
         """MQTT batch -> ingest (returns once its alarms and dead letters are durable)."""
@@ -177,12 +191,19 @@ class _Parts:
     def api_context(self) -> ApiContext:
         """What the API reads."""
         return ApiContext(
-            self.store, self.devices, self.stats, self.health,
+            self.store, self.fleet, self.stats, self.health,
             extra_stats=self._gauges,
         )  # fmt: skip
 
     def _gauges(self) -> dict[str, int]:
-        return {"points_pending": self.writer.pending, "devices": len(self.devices)}
+        states = self.fleet.tracker.states().values()
+        return {
+            "points_pending": self.writer.pending,
+            "devices": len(states),
+            "devices_online": sum(1 for d in states if d.state == "online"),
+            "devices_offline": sum(1 for d in states if d.state == "offline"),
+            "devices_registered": len(self.fleet.registry.devices),
+        }
 
 
 async def _prepare_influx(sink: InfluxV1Sink) -> None:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from gateway.devices import DeviceTracker
+from gateway.fleet import Fleet
 from gateway.models import Alarm, AlarmState, DeviceRecord
 from gateway.ports import AlarmNotFoundError, AlarmQuery, AlarmStore, InvalidTransitionError
 from gateway.stats import Stats
@@ -25,7 +25,7 @@ class ApiContext:
     """What the API reads; wired by runtime.py."""
 
     store: AlarmStore
-    devices: DeviceTracker
+    fleet: Fleet
     stats: Stats
     health: Callable[[], Awaitable[dict[str, Any]]]
     extra_stats: Callable[[], dict[str, int]]
@@ -142,11 +142,23 @@ async def _transition(ctx: ApiContext, alarm_id: str, action: str, body: Handlin
 
 
 def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
-    @app.get("/api/devices", summary="Devices heard since start-up: last seen, last status")
+    @app.get("/api/devices", summary="Devices heard and/or registered, with availability")
     async def devices(
-        school: str | None = None, kind: str | None = None, limit: Limit = 1000, offset: Offset = 0
+        school: str | None = None,
+        kind: str | None = None,
+        registered: Annotated[
+            bool | None, Query(description="false: publishing but not in the registry.")
+        ] = None,
+        state: Annotated[
+            str | None, Query(pattern="^(online|offline|unknown)$", description="Availability.")
+        ] = None,
+        never_seen: Annotated[bool, Query(description="Registered, never heard.")] = False,
+        limit: Limit = 1000,
+        offset: Offset = 0,
     ) -> Page[DeviceRecord]:
-        records = ctx.devices.records(school, kind)
+        records = ctx.fleet.records(school, kind, registered, state)
+        if never_seen:
+            records = [r for r in records if r.registered and r.last_seen is None]
         page = records[offset : offset + limit]
         return Page[DeviceRecord](total=len(records), limit=limit, offset=offset, items=page)
 

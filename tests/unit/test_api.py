@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from gateway.api.app import ApiContext, create_app
-from gateway.devices import DeviceTracker
+from gateway.config import Settings
+from gateway.fleet import Fleet
 from gateway.models import ButtonStatus, Channel, DeviceMessage, Kind, Topic
 from gateway.ports import NewDeadLetter
 from gateway.stats import Stats
@@ -30,10 +31,10 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
             [alarm(n) for n in range(1, 4)],
             [NewDeadLetter("campus/s1/button/b1/event", b"\xff", "not UTF-8", T0)],
         )
-        devices = DeviceTracker()
+        fleet = Fleet(Settings(), publish=lambda topic, payload: True, add_point=lambda line: None)
         body = ButtonStatus(seq=1, ts=T0, battery=50)
-        devices.seen(DeviceMessage(Topic("s1", Kind.BUTTON, "b1", Channel.STATUS), body, T0))
-        ctx = ApiContext(store, devices, Stats(), healthy, extra_stats=lambda: {"devices": 1})
+        fleet.tracker.seen(DeviceMessage(Topic("s1", Kind.BUTTON, "b1", Channel.STATUS), body, T0))
+        ctx = ApiContext(store, fleet, Stats(), healthy, extra_stats=lambda: {"devices": 1})
         transport = httpx.ASGITransport(app=create_app(ctx))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             yield c

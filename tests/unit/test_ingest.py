@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.availability import AvailabilityTracker
 from gateway.config import Settings, load_settings
-from gateway.devices import DeviceTracker
 from gateway.ingest import Ingest, TopicError, parse_topic
 from gateway.models import Channel, Kind
 from gateway.ports import NewAlarm, NewDeadLetter, Restore
@@ -53,7 +53,7 @@ def settings() -> Settings:
 def parts(settings: Settings) -> tuple[Ingest, FakeStore, list[bytes], list[str]]:
     store, points, woken = FakeStore(), [], []
     ingest = Ingest(
-        settings, DriverRouter(settings), store, points.append, DeviceTracker(), Stats(),
+        settings, DriverRouter(settings), store, points.append, AvailabilityTracker(settings.availability), Stats(),
         on_alarms=woken.extend,
     )  # type: ignore[arg-type]  # fmt: skip
     return ingest, store, points, woken
