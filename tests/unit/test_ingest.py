@@ -53,7 +53,8 @@ def settings() -> Settings:
 def parts(settings: Settings) -> tuple[Ingest, FakeStore, list[bytes], list[str]]:
     store, points, woken = FakeStore(), [], []
     ingest = Ingest(
-        settings, DriverRouter(settings), store, points.append, AvailabilityTracker(settings.availability), Stats(),
+        settings, DriverRouter(settings), store, points.append,
+        AvailabilityTracker(settings.availability), Stats(),
         on_alarms=woken.extend,
     )  # type: ignore[arg-type]  # fmt: skip
     return ingest, store, points, woken
