@@ -46,7 +46,8 @@ def new_alarm(
     """A NewAlarm for an alarm-raising message, routed by category.
 
     A `test` event, or a press from a device in test mode, is a test alarm: recorded and
-    shown, never forwarded to police or fire.
+    shown, and sent only to the test channels of the category's endpoints, never as a real
+    police or fire alarm.
     """
     body = msg.body
     assert isinstance(body, ButtonEvent | GateEvent)
@@ -62,10 +63,29 @@ def new_alarm(
         seq=body.seq,
         device_ts=body.ts,
         received_at=msg.received_at,
-        endpoints=() if test else tuple(linkage.routes.get(category, ())),
+        endpoints=_endpoints(linkage, category, test),
         priority=PRIORITY.get(category, 0),
         test=test,
     )
+
+
+def _endpoints(linkage: LinkageSettings, category: str, test: bool) -> tuple[str, ...]:
+    routed = linkage.routes.get(category, ())
+    if not test:
+        return tuple(routed)
+    channels = linkage.test_channels()
+    return tuple(name for name in routed if name in channels)
+
+
+def school_test_alarm(device: Device, linkage: LinkageSettings) -> NewAlarm:
+    """A scheduled end-to-end test from a school's alarm button (`campusgw test-alarms`)."""
+    now = datetime.now(UTC)
+    return NewAlarm(
+        id=new_alarm_id(), school=device.school, kind=device.kind, device=device.id,
+        event="test", category="police", seq=time.time_ns() // 1000, device_ts=now,
+        received_at=now, endpoints=_endpoints(linkage, "police", True),
+        priority=PRIORITY["trouble"], test=True,
+    )  # fmt: skip
 
 
 def trouble_alarm(late: Alarm, endpoint: str, alarm_id: str) -> NewAlarm:

@@ -101,6 +101,11 @@ class HttpEndpointSettings(_EndpointBase):
 
     type: Literal["http"] = Field("http", description="Transport: http (default) or dc09.")
     url: AnyHttpUrl = Field(description="Alarms are POSTed here as JSON.")
+    test_url: AnyHttpUrl | None = Field(
+        None,
+        description="The endpoint's test channel: end-to-end test alarms are POSTed here, never "
+        "to url. Without it the endpoint gets no test alarms.",
+    )
     secret: SecretStr | None = Field(
         None,
         description="HMAC-SHA256 key: each POST carries X-Campusgw-Timestamp and "
@@ -206,6 +211,13 @@ class LinkageSettings(_Section):
         if unknown:
             raise ValueError(f"unknown alarm categories {sorted(unknown)}")
         return routes
+
+    def test_channels(self) -> set[str]:
+        """Endpoints that accept test alarms: DC-09 (test report codes) and HTTP with test_url."""
+        return {
+            name for name, e in self.endpoints.items()
+            if isinstance(e, Dc09EndpointSettings) or e.test_url is not None
+        }  # fmt: skip
 
     @model_validator(mode="after")
     def _backups_exist(self) -> LinkageSettings:

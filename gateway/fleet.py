@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.lineproto import change_line
 from gateway.models import DeviceRecord, Kind
 from gateway.ports import AlarmStore
-from gateway.registry import Device, Registry
+from gateway.registry import Device, Location, Registry
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +98,11 @@ class Fleet:
             if (registered is None or r.registered == registered)
             and (state is None or r.availability == state)
         ]
+
+
+def test_button(registry: Registry, school: str) -> Device | None:
+    """The button a school's end-to-end test starts from: the gatehouse one, else any."""
+    buttons = [d for d in registry.by_school.get(school, []) if d.kind == Kind.BUTTON]
+    gatehouse = [d for d in buttons if d.location == Location.GATEHOUSE]
+    chosen = gatehouse or buttons
+    return chosen[0] if chosen else None

@@ -154,6 +154,10 @@ class AlarmStore(Protocol):
         """alarms_open, alarms_forwarded (all endpoints confirmed), dead_letters."""
         ...
 
+    async def last_test_ok(self) -> dict[str, datetime]:
+        """Per school, when a test alarm was last confirmed by a linkage endpoint."""
+        ...
+
 
 class PointsRejectedError(Exception):
     """The database answered that (some of) a batch's points are invalid; do not retry."""

@@ -128,6 +128,7 @@ class _Parts:
     fleet: Fleet
     ingest: Ingest
     links: tuple[MqttLink, ...]
+    settings: Settings
 
     @classmethod
     def wire(
@@ -159,7 +160,7 @@ class _Parts:
             on_alarms=lambda ids: dispatcher.wake(), troubles=fleet.troubles,
             on_changes=fleet.apply,
         )  # fmt: skip
-        return cls(store, sink, stats, writer, dispatcher, fleet, ingest, links)
+        return cls(store, sink, stats, writer, dispatcher, fleet, ingest, links, settings)
 
     def connected(self) -> bool:
         """Every MQTT session is up."""
@@ -192,7 +193,8 @@ class _Parts:
         """What the API reads."""
         return ApiContext(
             self.store, self.fleet, self.stats, self.health,
-            extra_stats=self._gauges,
+            extra_stats=self._gauges, linkage=self.settings.linkage,
+            on_alarms=self.dispatcher.wake,
         )  # fmt: skip
 
     def _gauges(self) -> dict[str, int]:

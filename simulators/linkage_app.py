@@ -159,6 +159,8 @@ def make_app(endpoint: Endpoint) -> web.Application:
     app = web.Application()
     app[ENDPOINT] = endpoint
     app.router.add_post("/alarms", _post_alarm)
+    # The test channel: end-to-end test alarms (body "test": true), never a real call-out.
+    app.router.add_post("/tests", _post_alarm)
     app.router.add_get("/received", _received)
     app.router.add_get("/attempts", _attempts)
     app.router.add_post("/_control", _control)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from gateway.fleet import Fleet
+from gateway.alarms import school_test_alarm
+from gateway.config import LinkageSettings
+from gateway.fleet import Fleet, test_button
 from gateway.models import Alarm, AlarmState, DeviceRecord
 from gateway.ports import AlarmNotFoundError, AlarmQuery, AlarmStore, InvalidTransitionError
 from gateway.stats import Stats
@@ -29,6 +31,8 @@ class ApiContext:
     stats: Stats
     health: Callable[[], Awaitable[dict[str, Any]]]
     extra_stats: Callable[[], dict[str, int]]
+    linkage: LinkageSettings = field(default_factory=LinkageSettings)
+    on_alarms: Callable[[], None] = lambda: None
 
 
 T = TypeVar("T")
@@ -69,6 +73,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     _health_routes(app, ctx)
     _alarm_routes(app, ctx)
+    _test_routes(app, ctx)
     _other_routes(app, ctx)
     if CONSOLE_DIR.is_dir():  # a source checkout; a wheel install serves the API only
         app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
@@ -130,6 +135,47 @@ def _alarm_routes(app: FastAPI, ctx: ApiContext) -> None:
     @app.post("/api/alarms/{alarm_id}/reset", summary="Reset (close) an acknowledged alarm")
     async def reset(alarm_id: str, body: Handling) -> Alarm:
         return await _transition(ctx, alarm_id, "reset", body)
+
+
+class TestRequest(BaseModel):
+    """Which schools to test end to end (all registered schools when empty)."""
+
+    schools: list[str] = Field(default_factory=list)
+    operator: str = Field(min_length=1, max_length=100)
+
+
+class TestResult(BaseModel):
+    """Test alarms raised, per school, and schools that could not be tested."""
+
+    raised: dict[str, str] = Field(description="school -> test alarm id")
+    skipped: dict[str, str] = Field(description="school -> why")
+
+
+def _test_routes(app: FastAPI, ctx: ApiContext) -> None:
+    @app.post("/api/test-alarms", summary="End-to-end test alarms from schools' gatehouse buttons")
+    async def test_alarms(body: TestRequest) -> TestResult:
+        registry = ctx.fleet.registry
+        raised, skipped, alarms = {}, {}, []
+        for school in body.schools or sorted(registry.schools):
+            button = test_button(registry, school)
+            if button is None:
+                skipped[school] = (
+                    "no registered alarm button"
+                    if school in registry.schools
+                    else "not in the registry"
+                )
+                continue
+            alarm = school_test_alarm(button, ctx.linkage)
+            if not alarm.endpoints:
+                skipped[school] = "no linkage endpoint with a test channel on the police route"
+                continue
+            alarms.append(alarm)
+            raised[school] = alarm.id
+        if alarms:
+            await ctx.store.commit(alarms, [])
+            await ctx.store.audit("test_alarms_requested", body.operator, {"schools": list(raised)})
+            ctx.on_alarms()
+        return TestResult(raised=raised, skipped=skipped)
 
 
 async def _transition(ctx: ApiContext, alarm_id: str, action: str, body: Handling) -> Alarm:

@@ -49,6 +49,8 @@ class HttpForwarder:
 
     def _headers(self, settings: HttpEndpointSettings, alarm: Alarm, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Idempotency-Key": alarm.id}
+        if alarm.test:
+            headers["X-Campusgw-Test"] = "1"
         if settings.secret is not None:
             timestamp = str(int(time.time()))
             secret = settings.secret.get_secret_value().encode()
@@ -63,11 +65,14 @@ class HttpForwarder:
             return SendResult(False, f"endpoint {endpoint!r} is not an HTTP endpoint")
         if self._session is None:
             raise RuntimeError("HttpForwarder used outside 'async with'")
+        url = settings.test_url if alarm.test else settings.url
+        if url is None:
+            return SendResult(False, f"endpoint {endpoint!r} has no test_url (test channel)")
         body = alarm_body(alarm)
         timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         try:
             async with self._session.post(
-                str(settings.url), data=body, headers=self._headers(settings, alarm, body),
+                str(url), data=body, headers=self._headers(settings, alarm, body),
                 timeout=timeout,
             ) as resp:  # fmt: skip
                 text = (await resp.text())[:200]

@@ -277,6 +277,17 @@ class SqliteAlarmStore:
 
     # --- reads -------------------------------------------------------------------------------
 
+    async def last_test_ok(self) -> dict[str, datetime]:
+        """Per school, when a test alarm was last confirmed by a linkage endpoint."""
+        return await self._run(self._last_test_ok)
+
+    def _last_test_ok(self) -> dict[str, datetime]:
+        rows_ = self.db.execute(
+            "SELECT a.school, max(d.delivered_at) FROM alarms a JOIN deliveries d"
+            " ON d.alarm_id = a.id WHERE a.test = 1 AND d.status = 'delivered' GROUP BY a.school"
+        )
+        return {school: datetime.fromisoformat(at) for school, at in rows_}
+
     async def list_alarms(self, query: AlarmQuery) -> tuple[list[Alarm], int]:
         """Alarms matching the filters, oldest first, with the total before paging."""
         return await self._run(rows.list_alarms, self.db, query)
