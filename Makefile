@@ -30,6 +30,7 @@ demo: setup
 	$(VENV)/bin/campusgw demo
 
 test: setup lint
+	@bash .ci/install-system-packages --browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: venv

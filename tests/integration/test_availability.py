@@ -64,6 +64,7 @@ def test_silent_device_goes_offline_after_its_timeout_and_raises_one_trouble(
     assert [(a["device"], a["category"], a["event"]) for a in troubles] == [
         ("b1", "trouble", "offline")
     ]
+
     def judged() -> list[list[str]]:
         answer = influx.query('SELECT "state", "source" FROM "availability"', gateway.db)
         series = answer["results"][0].get("series") or [{"values": []}]
