@@ -76,6 +76,11 @@ class StoreSettings(_Section):
     """The embedded alarm store (SQLite)."""
 
     path: Path = Field(Path("var/gateway.db"), description="SQLite file for alarms and letters.")
+    registry_path: Path = Field(
+        Path("var/registry.db"),
+        description="SQLite file of the device registry; a file of its own so that a large "
+        "import never holds the alarm store's write lock.",
+    )
 
 
 class ApiSettings(_Section):
@@ -293,12 +298,22 @@ class CoverageSettings(_Section):
         description="'Networked with the police' needs a successful end-to-end test "
         "alarm within this many days.",
     )
-    gate_open_hours: list[str] = Field(
+    gate_open_hours: list[
+        Annotated[
+            str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
+        ]
+    ] = Field(
         default_factory=lambda: ["06:30-08:30", "11:30-13:30", "16:00-18:30"],
         description="Local times a gate may stand open (closed-campus management); open "
         "outside them is a shortfall.",
     )
     utc_offset_hours: float = Field(8, ge=-12, le=14, description="Schools' local time zone.")
+    refresh_s: float = Field(
+        5,
+        gt=0,
+        description="Rates are recomputed this often (and when the registry changes); "
+        "the API serves the last result.",
+    )
 
 
 class DriverRoute(_Section):

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.models import Kind
+
 Level = Literal["school", "county", "prefecture", "all"]
 LEVELS: tuple[Level, ...] = ("school", "county", "prefecture", "all")
 
-# School-level rates: each school is in the denominator 0 or 1 times, in the numerator if it meets it.
+# School-level rates: a school is in the denominator 0 or 1 times, in the numerator if it meets it.
 SCHOOL_RATES = (
     "one_click_installed",
     "one_click_networked",
@@ -34,7 +36,8 @@ RATES = SCHOOL_RATES + DEVICE_RATES
 # How a registered device is heard; the four are exclusive and add up to the registered devices.
 ONLINE, OFFLINE, UNKNOWN, NEVER_SEEN = "online", "offline", "unknown", "never_seen"
 CATEGORIES = (ONLINE, OFFLINE, UNKNOWN, NEVER_SEEN)
-KINDS = ("button", "camera", "gate")
+KINDS = tuple(kind.value for kind in Kind)  # button, camera, gate
+DEVICE_KEYS = ("all", *KINDS)  # the keys of Unit.devices, in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +108,4 @@ class Unit:
     county: str | None  # the county a school belongs to
     schools: int
     rates: Mapping[str, Rate]  # every name in RATES
-    devices: Mapping[str, DeviceCounts]  # "all" and each kind in KINDS
+    devices: Mapping[str, DeviceCounts]  # by DEVICE_KEYS: "all", then each kind

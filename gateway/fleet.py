@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,9 +15,10 @@ import orjson
 from gateway.alarms import OfflineTroubles
 from gateway.availability import AvailabilityTracker, Change
 from gateway.config import Settings
+from gateway.coverage import Coverage, compute
 from gateway.lineproto import change_line
 from gateway.models import DeviceRecord, Kind
-from gateway.ports import AlarmStore
+from gateway.ports import AlarmStore, RegistrySource
 from gateway.registry import Device, Location, Registry
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,47 @@ class Fleet:
         self._publish = publish
         self._add_point = add_point
         self.registry = Registry()
+        self.coverage: Coverage | None = None
+        self.coverage_wanted = asyncio.Event()
+        self.registry_changed = asyncio.Event()
         self.tracker = AvailabilityTracker(settings.availability, self.registered)
         self.troubles = OfflineTroubles(settings.availability.trouble_cooldown_s, self.registered)
+
+    async def follow_registry(self, store: RegistrySource, every_s: float = 2.0) -> None:
+        """Reload the registry whenever its version changes (an import, the API)."""
+        while True:
+            try:
+                version = await asyncio.to_thread(store.version)
+                if version != self.registry.version:
+                    started = time.perf_counter()
+                    self.registry = await asyncio.to_thread(store.load)
+                    self.coverage_wanted.set()
+                    log.info("registry version %d: %d schools, %d devices (%.2f s)",
+                             version, len(self.registry.schools), len(self.registry.devices),
+                             time.perf_counter() - started)  # fmt: skip
+            except Exception:
+                log.exception("could not read the registry; keeping version %d",
+                              self.registry.version)  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.registry_changed.wait(), every_s)
+            self.registry_changed.clear()
+
+    async def keep_coverage(self, store: AlarmStore) -> None:
+        """Recompute the rates every coverage.refresh_s, or at once when the registry changed."""
+        refresh = self._settings.coverage.refresh_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.coverage_wanted.wait(), refresh)
+            self.coverage_wanted.clear()
+            try:
+                tests = await store.last_test_ok()
+                states = self.tracker.states()
+                self.coverage = await asyncio.to_thread(
+                    compute, self.registry, states, tests, self._settings.coverage,
+                    datetime.now(UTC),
+                )  # fmt: skip
+            except Exception:
+                log.exception("coverage could not be computed")
 
     def registered(self, key: str) -> Device | None:
         """The registry entry of a device key, if any."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gateway.models import Alarm, DeadLetter, Kind
+from gateway.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,4 +185,16 @@ class Forwarder(Protocol):
 
     async def send(self, endpoint: str, alarm: Alarm) -> SendResult:
         """One attempt; never raises for endpoint or network faults."""
+        ...
+
+
+class RegistrySource(Protocol):
+    """Where the registry is kept (blocking calls; run them in a thread)."""
+
+    def version(self) -> int:
+        """Changes whenever the registry does."""
+        ...
+
+    def load(self) -> Registry:
+        """The whole registry, indexed."""
         ...

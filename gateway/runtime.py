@@ -27,6 +27,7 @@ from gateway.mqtt import Inbound, MqttLink, roles
 from gateway.ports import NewDeadLetter
 from gateway.stats import Stats
 from gateway.storage.influx import InfluxV1Sink
+from gateway.storage.registry_store import RegistryStore
 from gateway.storage.sqlite import SqliteAlarmStore
 from gateway.telemetry import TelemetryWriter
 
@@ -96,7 +97,9 @@ async def run(settings: Settings) -> None:
         LinkageForwarder(settings.linkage) as forwarder,
     ):
         await _prepare_influx(sink)
+        registry = await asyncio.to_thread(RegistryStore, settings.store.registry_path)
         parts = _Parts.wire(settings, router, store, sink, forwarder)
+        parts.registry_store = registry
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(parts.api_context()), log_level="warning", lifespan="off",
@@ -108,12 +111,15 @@ async def run(settings: Settings) -> None:
             asyncio.create_task(parts.writer.run(), name="telemetry"),
             asyncio.create_task(parts.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(parts.fleet.watch(store, parts.connected), name="availability"),
+            asyncio.create_task(parts.fleet.follow_registry(registry), name="registry"),
+            asyncio.create_task(parts.fleet.keep_coverage(store), name="coverage"),
             asyncio.create_task(server.serve(sockets=[api_socket]), name="api"),
         ]
         try:
             await asyncio.gather(*(link.run(parts.handle, stop) for link in parts.links))
         finally:
             await _shutdown(parts.writer, server, background)
+            registry.close()
 
 
 @dataclass
@@ -129,6 +135,7 @@ class _Parts:
     ingest: Ingest
     links: tuple[MqttLink, ...]
     settings: Settings
+    registry_store: RegistryStore | None = None
 
     @classmethod
     def wire(
@@ -194,7 +201,7 @@ class _Parts:
         return ApiContext(
             self.store, self.fleet, self.stats, self.health,
             extra_stats=self._gauges, linkage=self.settings.linkage,
-            on_alarms=self.dispatcher.wake,
+            on_alarms=self.dispatcher.wake, registry_writer=self.registry_store,
         )  # fmt: skip
 
     def _gauges(self) -> dict[str, int]:

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from gateway.alarms import school_test_alarm
+from gateway.api.fleet_routes import RegistryWriter, add_fleet_routes
 from gateway.config import LinkageSettings
 from gateway.fleet import Fleet, test_button
 from gateway.models import Alarm, AlarmState, DeviceRecord
@@ -33,6 +34,7 @@ class ApiContext:
     extra_stats: Callable[[], dict[str, int]]
     linkage: LinkageSettings = field(default_factory=LinkageSettings)
     on_alarms: Callable[[], None] = lambda: None
+    registry_writer: RegistryWriter | None = None
 
 
 T = TypeVar("T")
@@ -75,6 +77,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     _alarm_routes(app, ctx)
     _test_routes(app, ctx)
     _other_routes(app, ctx)
+    add_fleet_routes(app, ctx.fleet, ctx.registry_writer)
     if CONSOLE_DIR.is_dir():  # a source checkout; a wheel install serves the API only
         app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
 
