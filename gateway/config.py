@@ -300,7 +300,8 @@ class CoverageSettings(_Section):
     )
     gate_open_hours: list[
         Annotated[
-            str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
+            str,
+            Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"),
         ]
     ] = Field(
         default_factory=lambda: ["06:30-08:30", "11:30-13:30", "16:00-18:30"],

@@ -2,9 +2,8 @@
 
 YAML is one document `{schools: [...], devices: [...]}`; CSV is a schools file (header with `name`
 and `county`) and a devices file (header with `kind`), columns named after the model fields. In
-both, values are read as text and converted by the models (as pydantic does for CSV), so an id
-like `0012` or a name like `no` never turns into a number or a boolean. An import is all or
-nothing: any problem refuses the whole of it. docs/registry.md describes the formats.
+both, values are read as text and converted by the models, so an id like `0012` or a name like
+`no` never turns into a number or a boolean. Any problem refuses the whole import.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import csv
 import io
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
 PROGRESS_EVERY = 20_000
 _NULLS = {"", "~", "null", "Null", "NULL"}
 _STR_TAG = "tag:yaml.org,2002:str"
+_NO_KEY = object()
 
 
 class RegistryImportError(Exception):
@@ -44,13 +43,9 @@ class RegistryImportError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return "\n".join(format_problem(p) for p in self.problems)
-
-
-def format_problem(problem: Problem) -> str:
-    """`devices.csv:14: kind: Input should be ...` (no line number for a whole-file problem)."""
-    file, line, message = problem
-    return f"{file}:{line}: {message}" if line else f"{file}: {message}"
+        """One problem a line: `devices.csv:14: kind: Input should be ...` (`file: ...` when the
+        problem concerns the whole file)."""
+        return "\n".join(f"{f}:{n}: {m}" if n else f"{f}: {m}" for f, n, m in self.problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +56,7 @@ class _Row:
     line: int
     model: Model
     data: dict[str, Any]
+    field_lines: dict[Any, int] | None = None  # YAML: the line of each field
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -71,9 +67,8 @@ def load(
 ) -> tuple[list[School], list[Device]]:
     """Read and validate registry files (any mix of YAML and CSV; a folder means its files).
 
-    Devices may name schools of `known_schools` (the stored registry, when merging). Raises
-    RegistryImportError listing every problem of every file; returns nothing partial.
-    """
+    Devices may name `known_schools` (the stored registry, when merging). Raises
+    RegistryImportError listing every problem of every file; returns nothing partial."""
     problems: list[Problem] = []
     rows: list[_Row] = []
     files = _expand(paths, problems)
@@ -126,48 +121,43 @@ def _validate(
     rows: list[_Row], known: Collection[str], problems: list[Problem], progress: Progress | None
 ) -> tuple[list[School], list[Device]]:
     """Validate each row, then check ids are unique and every device's school exists."""
-    schools: dict[str, tuple[School, _Row]] = {}
-    devices: dict[str, tuple[Device, _Row]] = {}
-    tried_schools = {str(r.data.get("id")) for r in rows if r.model is School}
+    seen: dict[str, tuple[School | Device, _Row]] = {}  # school id or device key: first row
+    # Schools that exist or were tried: a device of a bad school row is not reported again.
+    schools_named = {str(r.data.get("id")) for r in rows if r.model is School} | set(known)
     for n, row in enumerate(rows, 1):
         if progress and n % PROGRESS_EVERY == 0:
             progress(f"validated {n} of {len(rows)} rows")
         try:
             record = row.model.model_validate(row.data)
         except ValidationError as exc:
-            problems += [(row.file, row.line, _message(err)) for err in exc.errors()]
+            problems += [_problem(row, err) for err in exc.errors()]
             continue
-        if isinstance(record, School):
-            _add(schools, record.id, (record, row), f"duplicate school id {record.id!r}", problems)
+        key = f"school id {record.id!r}" if isinstance(record, School) else f"device {record.key}"
+        if key in seen:
+            first = seen[key][1]
+            problems.append(
+                (row.file, row.line, f"duplicate {key} (first at {first.file}:{first.line})")
+            )
         else:
-            _add(devices, record.key, (record, row), f"duplicate device {record.key}", problems)
+            seen[key] = (record, row)
+    schools = [r for r, _ in seen.values() if isinstance(r, School)]
+    devices = [(r, row) for r, row in seen.values() if isinstance(r, Device)]
     nor = " nor in the registry" if known else ""
-    for device, row in devices.values():
-        if device.school not in tried_schools and device.school not in known:
+    for device, row in devices:
+        if device.school not in schools_named:
             message = f"school: unknown school {device.school!r}: not in the files{nor}"
             problems.append((row.file, row.line, message))
-    return [s for s, _ in schools.values()], [d for d, _ in devices.values()]
+    return schools, [d for d, _ in devices]
 
 
-def _add(
-    seen: dict[str, Any], key: str, item: tuple[Any, _Row], what: str, problems: list[Problem]
-) -> None:
-    row: _Row = item[1]
-    first = seen.get(key)
-    if first is None:
-        seen[key] = item
-    else:
-        problems.append((row.file, row.line, f"{what} (first at {first[1].file}:{first[1].line})"))
-
-
-def _message(err: ErrorDetails) -> str:
-    """`kind: Input should be 'button', 'camera' or 'gate' (got 'camra')`."""
-    field = ".".join(str(part) for part in err["loc"]) or "(row)"
-    if err["type"] == "extra_forbidden":
-        return f"{field}: unknown field"
-    if err["type"] == "missing":
-        return f"{field}: required, missing"
-    return f"{field}: {err['msg']} (got {err['input']!r})"
+def _problem(row: _Row, err: ErrorDetails) -> Problem:
+    """`kind: Input should be 'button', 'camera' or 'gate' (got 'camra')` (YAML: field's line)."""
+    loc = err["loc"]
+    line = row.field_lines.get(loc[0], row.line) if row.field_lines and loc else row.line
+    text = f"{err['msg']} (got {err['input']!r:.80})"  # a long value cut to 80 characters
+    if err["type"] in ("extra_forbidden", "missing"):
+        text = "unknown field" if err["type"] == "extra_forbidden" else "required, missing"
+    return row.file, line, f"{'.'.join(str(part) for part in loc) or '(row)'}: {text}"
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -233,26 +223,20 @@ def dump_csv(records: Sequence[School] | Sequence[Device], model: Model | None =
 
 
 def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, date):
-        return value.isoformat()
+    """Text of a field: None empty, booleans true/false; str() of dates and StrEnums fits."""
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value).lower()
     return str(value)
 
 
 def write_csv(directory: Path, schools: Sequence[School], devices: Sequence[Device]) -> list[Path]:
     """Write schools.csv and devices.csv into directory; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, records, model in (("schools", schools, School), ("devices", devices, Device)):
-        path = directory / f"{name}.csv"
-        path.write_text(dump_csv(records, model), encoding="utf-8")
-        written.append(path)
-    return written
+    files = {directory / "schools.csv": dump_csv(schools, School),
+             directory / "devices.csv": dump_csv(devices, Device)}  # fmt: skip
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return list(files)
 
 
 # --- YAML --------------------------------------------------------------------------------------
@@ -265,8 +249,11 @@ def _read_yaml(file: str, text: str, problems: list[Problem]) -> list[_Row]:
         mark = exc.problem_mark or exc.context_mark
         problems.append((file, mark.line + 1 if mark else 0, f"not valid YAML: {exc.problem}"))
         return []
-    except (yaml.YAMLError, ValueError) as exc:
+    except yaml.YAMLError as exc:
         problems.append((file, 0, f"not valid YAML: {exc}"))
+        return []
+    except ValueError as exc:  # from _YamlBuilder: (line, message)
+        problems.append((file, exc.args[0], f"not valid YAML: {exc.args[1]}"))
         return []
     if doc is None:
         return []
@@ -292,22 +279,19 @@ def _yaml_rows(file: str, doc: _Map, key: str, model: Model, problems: list[Prob
     rows = []
     for item, line in zip(items, items.lines, strict=True):
         if isinstance(item, _Map):
-            rows.append(_Row(file, line, model, {k: v for k, v in item.items() if v is not None}))
+            data = {k: v for k, v in item.items() if v is not None}
+            rows.append(_Row(file, line, model, data, item.lines))
         else:
             problems.append((file, line, f"{key}: expected a mapping of fields, got {item!r}"))
     return rows
 
 
 class _Map(dict[Any, Any]):
-    """A YAML mapping that remembers the line of each key."""
-
-    lines: dict[Any, int]
+    lines: dict[Any, int]  # the line of each key
 
 
 class _Seq(list[Any]):
-    """A YAML sequence that remembers the line of each item."""
-
-    lines: list[int]
+    lines: list[int]  # the line of each item
 
 
 class _YamlBuilder:
@@ -316,56 +300,59 @@ class _YamlBuilder:
 
     def __init__(self, text: str) -> None:
         self._parser = getattr(yaml, "CBaseLoader", yaml.BaseLoader)(text)
-        self._stack: list[tuple[_Map | _Seq, list[Any]]] = []  # container, pending key
+        self._documents = _Seq()  # the root of every document, so the stack is never empty
+        self._documents.lines = []
+        self._stack: list[list[Any]] = [[self._documents, _NO_KEY]]  # container, pending key
         self._anchors: dict[str, Any] = {}
-        self._root: Any = None
-        self._documents = 0
 
     def build(self) -> Any:
         """The single document of the text (None when empty)."""
-        while self._parser.check_event():
-            self._event(self._parser.get_event())
-        return self._root
+        get, scalar, stack, put = self._parser.get_event, ev.ScalarEvent, self._stack, self._put
+        while (event := get()) is not None:
+            line = event.start_mark.line + 1
+            if type(event) is scalar and event.anchor is None:  # the hot path
+                null = event.implicit[0] and event.value in _NULLS
+                put(stack[-1], None if null else event.value, line)
+            else:
+                self._event(event, line)
+        if len(self._documents) > 1:
+            raise ValueError(self._documents.lines[1], "a second document; one is expected")
+        return self._documents[0] if self._documents else None
 
-    def _event(self, event: ev.Event) -> None:
-        line = event.start_mark.line + 1 if event.start_mark else 0
-        if isinstance(event, ev.DocumentStartEvent):
-            self._documents += 1
-            if self._documents > 1:
-                raise ValueError(f"line {line}: a second document; one is expected")
-        elif isinstance(event, ev.MappingStartEvent | ev.SequenceStartEvent):
-            node: _Map | _Seq = _Map() if isinstance(event, ev.MappingStartEvent) else _Seq()
-            node.lines = {} if isinstance(node, _Map) else []
-            self._add(node, line, event.anchor)
-            self._stack.append((node, []))
-        elif isinstance(event, ev.MappingEndEvent | ev.SequenceEndEvent):
+    def _event(self, event: ev.Event, line: int) -> None:
+        if isinstance(event, ev.CollectionEndEvent):
             self._stack.pop()
-        elif isinstance(event, ev.ScalarEvent):
-            plain_null = event.implicit[0] and event.value in _NULLS
-            self._add(None if plain_null else event.value, line, event.anchor)
         elif isinstance(event, ev.AliasEvent):
             if event.anchor not in self._anchors:
-                raise ValueError(f"line {line}: unknown alias *{event.anchor}")
-            self._add(self._anchors[event.anchor], line, None)
+                raise ValueError(line, f"unknown alias *{event.anchor}")
+            self._put(self._stack[-1], self._anchors[event.anchor], line)
+        elif isinstance(event, ev.NodeEvent):
+            value: Any = None
+            if isinstance(event, ev.ScalarEvent):
+                value = None if event.implicit[0] and event.value in _NULLS else event.value
+            elif isinstance(event, ev.CollectionStartEvent):
+                value = _Map() if isinstance(event, ev.MappingStartEvent) else _Seq()
+                value.lines = {} if isinstance(value, _Map) else []
+            if event.anchor is not None:
+                self._anchors[event.anchor] = value
+            self._put(self._stack[-1], value, line)
+            if isinstance(event, ev.CollectionStartEvent):
+                self._stack.append([value, _NO_KEY])
 
-    def _add(self, value: Any, line: int, anchor: str | None) -> None:
-        if anchor is not None:
-            self._anchors[anchor] = value
-        if not self._stack:
-            self._root = value
-            return
-        container, pending = self._stack[-1]
-        if isinstance(container, _Seq):
+    @staticmethod
+    def _put(top: list[Any], value: Any, line: int) -> None:
+        container, key = top
+        if type(container) is _Seq:
             container.append(value)
             container.lines.append(line)
-        elif not pending:
-            if not isinstance(value, str | None):
-                raise ValueError(f"line {line}: only text keys are supported")
-            pending.append(value)
-        else:
-            key = pending.pop()
+        elif key is not _NO_KEY:
             container[key] = value
             container.lines[key] = line
+            top[1] = _NO_KEY
+        elif isinstance(value, str | None):
+            top[1] = value
+        else:
+            raise ValueError(line, "only text keys are supported")
 
 
 def dump_yaml(schools: Iterable[School], devices: Iterable[Device]) -> str:
@@ -378,7 +365,7 @@ def dump_yaml(schools: Iterable[School], devices: Iterable[Device]) -> str:
 
 def _yaml_events(schools: Iterable[School], devices: Iterable[Device]) -> Iterator[ev.Event]:
     # Events straight to libyaml's emitter: about 7x faster than yaml.dump's representer.
-    plain = _PlainCheck()
+    plain = _plain_check()
     yield from (ev.StreamStartEvent(), ev.DocumentStartEvent())
     yield ev.MappingStartEvent(None, None, True, flow_style=False)
     for key, records in (("schools", schools), ("devices", devices)):
@@ -396,19 +383,17 @@ def _yaml_events(schools: Iterable[School], devices: Iterable[Device]) -> Iterat
     yield from (ev.MappingEndEvent(), ev.DocumentEndEvent(), ev.StreamEndEvent())
 
 
-class _PlainCheck:
+def _plain_check() -> Callable[[str, object], bool]:
     """Whether a value may be written unquoted: a text that a YAML 1.1 reader would take for a
     number, boolean, date or null is quoted, so other tools (simulators) read the same."""
+    resolver, seen = Resolver(), dict[str, bool]()
 
-    def __init__(self) -> None:
-        self._resolver = Resolver()
-        self._seen: dict[str, bool] = {}
-
-    def __call__(self, text: str, value: object) -> bool:
+    def plain(text: str, value: object) -> bool:
         if not isinstance(value, str) or isinstance(value, Enum):
             return True
-        known = self._seen.get(text)
-        if known is None:
-            tag = self._resolver.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-            known = self._seen[text] = tag == _STR_TAG
-        return known
+        if text not in seen:
+            tag = resolver.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+            seen[text] = tag == _STR_TAG
+        return seen[text]
+
+    return plain

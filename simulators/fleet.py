@@ -15,6 +15,7 @@ counts are exact.
 
 With --vendor-devices the last school's gates (kv-g1 ...) speak the key=value `gate_kv` format and
 its cameras (hik-c1 ...) send Hikvision-style alarm JSON for events (their status stays canonical).
+With --registry FILE the fleet is exactly the devices of a registry file (registry_gen.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from simulators.devices import (
     make_school,
     press_payload,
 )
+from simulators.registry_gen import registry_file, registry_fleet
 
 __all__ = [
     "Device",
@@ -173,11 +175,16 @@ class Fleet:
         self.args, self.rng, self.stats = args, random.Random(args.seed), Stats()
         self.links: dict[str, SchoolLink] = {}
         self.devices: list[Device] = []
-        for i in range(1, args.schools + 1):
+        registry = getattr(args, "registry", None)  # --registry: [(school, kind, id), ...]
+        for i in range(1, args.schools + 1 if registry is None else 0):
             school, vendor = f"{args.school_prefix}{i}", args.vendor_devices and i == args.schools
             self.links[school] = SchoolLink(school, args.host, args.port, args.qos)
             counts = (args.buttons, args.cameras, args.gates)
             self.devices += make_school(school, i, counts, vendor, self.rng)
+        if registry is not None:
+            self.devices = registry_fleet(registry, self.rng)
+            for school in dict.fromkeys(d.school for d in self.devices):
+                self.links[school] = SchoolLink(school, args.host, args.port, args.qos)
         self._heap: list[tuple[float, int, Action, Device]] = []
         self._order = itertools.count()
         self._next_slot = 0.0
@@ -298,6 +305,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("--drain-timeout", float, 30.0, "seconds to wait on exit for outstanding PUBACKs"),
     ("--progress", float, 10.0, "seconds between progress lines; 0 = none"),
     ("--seed", int, None, "random seed, for a repeatable fleet"),
+    ("--registry", registry_file, None, "exactly the devices of a registry file, not --schools.."),
 ]
 
 
