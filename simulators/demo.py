@@ -69,11 +69,17 @@ def demo_config(args: argparse.Namespace, state: Path) -> str:
         ("mqtt", "port", str(args.mqtt_port)),
         ("influxdb", "url", json.dumps(f"http://127.0.0.1:{args.influx_port}")),
         ("store", "path", json.dumps(str(state / "gateway.db"))),
+        ("store", "registry_path", json.dumps(str(state / "registry.db"))),
         ("api", "port", str(args.api_port)),
         (
             "linkage.endpoints.police",
             "url",
             json.dumps(f"http://127.0.0.1:{args.police_port}/alarms"),
+        ),
+        (
+            "linkage.endpoints.police",
+            "test_url",
+            json.dumps(f"http://127.0.0.1:{args.police_port}/tests"),
         ),
         ("linkage.endpoints.fire", "url", json.dumps(f"http://127.0.0.1:{args.fire_port}/alarms")),
     ]
@@ -156,18 +162,39 @@ class Demo:
             self._wait_http("linkage", f"http://127.0.0.1:{port}/healthz", 20.0)
         config = s / "campusgw.toml"
         config.write_text(demo_config(a, s), encoding="utf-8")
+        registry = self._registry()
         self._spawn("gateway", "run", "--config", str(config))
         self._wait_http("gateway", f"http://127.0.0.1:{a.api_port}/healthz", a.gateway_timeout)
         knobs = {
             "--port": a.mqtt_port,
-            "--schools": a.schools,
+            "--registry": registry,
             "--status-interval": a.status_interval,
             "--press-every": a.press_every,
             "--forced-every": a.forced_every,
             "--drain-timeout": 10,
         }
         options = [text for flag, value in knobs.items() for text in (flag, str(value))]
-        self._spawn("fleet", "simulate", *options, "--vendor-devices")
+        self._spawn("fleet", "simulate", *options)
+        # One end-to-end test alarm per school, so coverage shows schools networked with police.
+        self._run_once("test-alarms", "--api", f"http://127.0.0.1:{a.api_port}", "--wait", "0")
+
+    def _registry(self) -> Path:
+        """A sample registry of --schools schools, generated once and imported."""
+        path: Path = self.state / "registry.yaml"
+        if not path.exists():
+            self._run_once("simulate", "registry", "--schools", str(self.args.schools),
+                           "--counties", "2", "--out", str(path))  # fmt: skip
+        self._run_once("registry", "import", str(path), "--store",
+                       str(self.state / "registry.db"))  # fmt: skip
+        return path
+
+    def _run_once(self, *argv: str) -> None:
+        log = self.logs / "setup.log"
+        with log.open("ab") as out:
+            done = subprocess.run([sys.executable, "-m", "gateway", *argv], stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=120, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise DemoError(f"campusgw {' '.join(argv)} failed{self._tail('setup')}")
 
     def check_children(self) -> None:
         """DemoError naming the first child that has exited, with its log tail."""
@@ -201,13 +228,16 @@ class Demo:
             [
                 "campus security gateway demo is running:",
                 f"  API        {api}  (docs: {api}/docs, console: {api}/console/)",
+                f"  coverage   {api}/api/coverage.txt?level=school  (campusgw coverage)",
                 f"  MQTT       127.0.0.1:{a.mqtt_port}  "
                 f"(mosquitto_sub -p {a.mqtt_port} -t 'campus/#' -v)",
                 f"  InfluxDB   {self.influx.url}  database campus",
                 f"  linkage    http://127.0.0.1:{a.police_port}/received (police), "
                 f"http://127.0.0.1:{a.fire_port}/received (fire); records in {s / 'linkage'}",
                 f"  config     {s / 'campusgw.toml'}",
-                f"  logs       {self.logs}/{{mosquitto,influxd,linkage,gateway,fleet}}.log",
+                f"  registry   {s / 'registry.yaml'}  (campusgw registry show --store "
+                f"{s / 'registry.db'})",
+                f"  logs       {self.logs}/{{mosquitto,influxd,linkage,gateway,fleet,setup}}.log",
                 "Ctrl-C stops everything.",
             ]
         )
@@ -219,11 +249,13 @@ class Demo:
             _, stats = _get_json(f"http://127.0.0.1:{self.args.api_port}/api/stats")
         except (OSError, ValueError) as exc:
             return f"{clock} /api/stats unavailable: {exc}"
-        keys = ["messages_in", "points_written", "alarms_open", "alarms_forwarded", "dead_letters"]
+        keys = ["messages_in", "points_written", "alarms_open", "alarms_forwarded", "dead_letters",
+                "devices_online", "devices_registered"]  # fmt: skip
         v = {k: stats.get(k, "?") if isinstance(stats, dict) else "?" for k in keys}
         return (
             f"{clock} in={v['messages_in']} points={v['points_written']} alarms "
-            f"open={v['alarms_open']} forwarded={v['alarms_forwarded']} dead={v['dead_letters']}"
+            f"open={v['alarms_open']} forwarded={v['alarms_forwarded']} dead={v['dead_letters']} "
+            f"online={v['devices_online']}/{v['devices_registered']}"
         )
 
     def watch(self) -> None:
@@ -245,7 +277,7 @@ _OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--api-port", int, 8000, "port of the gateway's HTTP API"),
     ("--police-port", int, 8110, "port of the police endpoint"),
     ("--fire-port", int, 8119, "port of the fire endpoint"),
-    ("--schools", int, 3, "schools in the fleet"),
+    ("--schools", int, 3, "schools in the sample registry the fleet simulates"),
     ("--status-interval", float, 5.0, "seconds between two status messages of one device"),
     ("--press-every", float, 20.0, "mean seconds between button presses, fleet-wide"),
     ("--forced-every", float, 45.0, "mean seconds between forced gates, fleet-wide"),

@@ -99,7 +99,7 @@ class Device:
                 seq, ts, fps=round(rng.gauss(25.0, 0.4), 1),
                 bitrate_kbps=round(rng.gauss(4096, 150)), recording=True,
                 storage_free_gb=round(self.storage_free_gb, 1),
-                retention_days=round(rng.uniform(29.5, 30.5), 1),
+                retention_days=round(rng.uniform(30.0, 45.0), 1),
             )  # fmt: skip
         if self.kind == "button":
             return canonical_payload(
