@@ -71,7 +71,7 @@ def test_every_status_validates_and_stays_realistic() -> None:
                 assert status.fps is not None and 23 < status.fps < 27
                 assert status.bitrate_kbps is not None and 3000 < status.bitrate_kbps < 5000
                 assert status.recording is True and status.storage_free_gb
-                assert status.retention_days is not None and 29 <= status.retention_days <= 31
+                assert status.retention_days is not None and 30 <= status.retention_days <= 45
             else:
                 assert isinstance(status, ButtonStatus | GateStatus)
                 assert status.rssi is not None and -90 <= status.rssi <= -40
