@@ -204,7 +204,7 @@ class _Parts:
             on_alarms=self.dispatcher.wake, registry_writer=self.registry_store,
         )  # fmt: skip
 
-    def _gauges(self) -> dict[str, int]:
+    def _gauges(self) -> dict[str, float]:
         states = self.fleet.tracker.states().values()
         return {
             "points_pending": self.writer.pending,
@@ -212,6 +212,8 @@ class _Parts:
             "devices_online": sum(1 for d in states if d.state == "online"),
             "devices_offline": sum(1 for d in states if d.state == "offline"),
             "devices_registered": len(self.fleet.registry.devices),
+            "coverage_ms": round(self.fleet.coverage_ms, 1),
+            "registry_version": self.fleet.registry.version,
         }
 
 

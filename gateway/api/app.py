@@ -31,7 +31,7 @@ class ApiContext:
     fleet: Fleet
     stats: Stats
     health: Callable[[], Awaitable[dict[str, Any]]]
-    extra_stats: Callable[[], dict[str, int]]
+    extra_stats: Callable[[], dict[str, float]]
     linkage: LinkageSettings = field(default_factory=LinkageSettings)
     on_alarms: Callable[[], None] = lambda: None
     registry_writer: RegistryWriter | None = None
