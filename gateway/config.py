@@ -25,6 +25,23 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.config_devices import (
+    AvailabilitySettings,
+    CameraSource,
+    CoverageSettings,
+    VideoQualitySettings,
+)
+
+__all__ = [
+    "AvailabilitySettings",
+    "CameraSource",
+    "ConfigError",
+    "CoverageSettings",
+    "Settings",
+    "VideoQualitySettings",
+    "load_settings",
+]
+
 ENV_PREFIX = "CAMPUSGW_"
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -260,63 +277,6 @@ class AlarmSettings(_Section):
     )
 
 
-class AvailabilitySettings(_Section):
-    """When a silent device counts as offline (zigbee2mqtt and GB/T 28181 figures)."""
-
-    mains_timeout_s: float = Field(600, gt=0, description="Mains-powered devices: 10 min.")
-    battery_timeout_s: float = Field(90_000, gt=0, description="Battery devices: 25 h.")
-    camera_timeout_s: float = Field(
-        180, gt=0, description="Cameras: 3 missed 60 s heartbeats (GB/T 28181)."
-    )
-    gate_timeout_s: float = Field(600, gt=0, description="Gate sensors on mains.")
-    startup_grace_s: float = Field(
-        120,
-        ge=0,
-        description="After the gateway starts, nothing is declared offline by silence for this "
-        "long (on top of the device's own timeout), so a restart does not flood troubles.",
-    )
-    check_interval_s: float = Field(5, gt=0, description="How often silence is checked.")
-    trouble_cooldown_s: float = Field(
-        3600,
-        ge=0,
-        description="A device that went offline (trouble raised) raises no new offline trouble "
-        "until this long after that trouble: a flapping device gives one trouble, not hundreds.",
-    )
-    publish: bool = Field(
-        True,
-        description="Publish retained online/offline for devices that have no last will of "
-        "their own (never published to their availability topic).",
-    )
-
-
-class CoverageSettings(_Section):
-    """How the coverage rates are counted (docs/coverage.md)."""
-
-    test_alarm_max_age_days: float = Field(
-        30,
-        gt=0,
-        description="'Networked with the police' needs a successful end-to-end test "
-        "alarm within this many days.",
-    )
-    gate_open_hours: list[
-        Annotated[
-            str,
-            Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"),
-        ]
-    ] = Field(
-        default_factory=lambda: ["06:30-08:30", "11:30-13:30", "16:00-18:30"],
-        description="Local times a gate may stand open (closed-campus management); open "
-        "outside them is a shortfall.",
-    )
-    utc_offset_hours: float = Field(8, ge=-12, le=14, description="Schools' local time zone.")
-    refresh_s: float = Field(
-        5,
-        gt=0,
-        description="Rates are recomputed this often (and when the registry changes); "
-        "the API serves the last result.",
-    )
-
-
 class DriverRoute(_Section):
     """Use a named driver for the devices whose `school/kind/device` matches a glob."""
 
@@ -348,6 +308,7 @@ class Settings(BaseSettings):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     availability: AvailabilitySettings = Field(default_factory=AvailabilitySettings)
     coverage: CoverageSettings = Field(default_factory=CoverageSettings)
+    video_quality: VideoQualitySettings = Field(default_factory=VideoQualitySettings)
     linkage: LinkageSettings = Field(default_factory=LinkageSettings)
     drivers: DriverSettings = Field(default_factory=DriverSettings)
     log_level: str = Field(

@@ -129,7 +129,7 @@ async def test_bad_input_is_kept_with_reason_and_good_traffic_flows(parts) -> No
     assert len(points) == 1
 
 
-async def test_test_event_and_test_mode_make_test_alarms_never_forwarded(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_test_event_and_test_mode_make_test_alarms_for_test_channels_only(parts) -> None:  # type: ignore[no-untyped-def]
     ingest, store, _, _ = parts
     test = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "event": "test"}'
     status = b'{"seq": 2, "ts": "2026-11-23T08:00:01Z", "test_mode": true}'
@@ -139,8 +139,9 @@ async def test_test_event_and_test_mode_make_test_alarms_never_forwarded(parts) 
     await ingest.handle(
         [("campus/s1/button/b1/event", press), ("campus/s1/button/b2/event", PRESS)]
     )
+    # The example config gives police a test_url (its test channel); fire has none.
     assert [(a.device, a.test, a.endpoints) for a in store.alarms] == [
-        ("b1", True, ()), ("b1", True, ()), ("b2", False, ("police",)),
+        ("b1", True, ("police",)), ("b1", True, ("police",)), ("b2", False, ("police",)),
     ]  # fmt: skip
 
 
