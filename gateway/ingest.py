@@ -74,6 +74,7 @@ class Ingest:
         on_alarms: Callable[[list[str]], None],
         troubles: OfflineTroubles | None = None,
         on_changes: Callable[[list[Change]], None] = lambda changes: None,
+        on_snapshot: Callable[[Topic, bytes, datetime], None] | None = None,
     ) -> None:
         self._settings = settings
         self._drivers = drivers
@@ -84,6 +85,7 @@ class Ingest:
         self._on_alarms = on_alarms
         self._troubles = troubles
         self._on_changes = on_changes
+        self._on_snapshot = on_snapshot
 
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
@@ -105,6 +107,9 @@ class Ingest:
             self._on_changes(batch.changes)
 
     def _one(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
+        if topic.endswith("/snapshot"):
+            self._snapshot(topic, payload, now, batch)
+            return
         msg = self._decode(topic, payload, now, batch)
         if msg is None:
             return
@@ -146,6 +151,26 @@ class Ingest:
             reason = f"driver crashed: {type(exc).__name__}: {exc}"
         self._letter(batch, topic, payload, reason, now)
         return None
+
+    def _snapshot(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
+        limit = self._settings.video_quality.max_snapshot_bytes
+        try:
+            parsed = parse_topic(topic, self._settings.mqtt.topic_root)
+        except TopicError as exc:
+            self._letter(batch, topic, payload[:limit], str(exc), now)
+            return
+        if parsed.kind != Kind.CAMERA:
+            reason = f"snapshot from a {parsed.kind}: only cameras send snapshots"
+        elif len(payload) > limit:
+            reason = f"oversized snapshot: {len(payload)} bytes > video_quality.max_snapshot_bytes"
+        elif not payload.startswith(b"\xff\xd8"):
+            reason = "not a JPEG: snapshots are JPEG bytes (starting FF D8)"
+        else:
+            self._stats.snapshots_in += 1
+            if self._on_snapshot is not None:
+                self._on_snapshot(parsed, payload, now)
+            return
+        self._letter(batch, topic, payload[:limit], reason, now)
 
     def _letter(
         self, batch: _Batch, topic: str, payload: bytes, reason: str, now: datetime

@@ -32,6 +32,7 @@ class Channel(StrEnum):
     EVENT = "event"
     STATUS = "status"
     AVAILABILITY = "availability"
+    SNAPSHOT = "snapshot"  # cameras only: JPEG bytes, checked by video quality diagnosis
 
 
 class _DeviceMessage(BaseModel):
@@ -231,6 +232,9 @@ class Alarm(_Record):
     )
     related_alarm_id: str | None = Field(
         None, description="For a trouble alarm: the alarm whose delivery is in trouble."
+    )
+    evidence: str | None = Field(
+        None, description="For a camera trouble: path of the evidence frame on the gateway."
     )
     deliveries: tuple[Delivery, ...] = ()
 

@@ -28,6 +28,7 @@ class NewAlarm:
     priority: int
     test: bool = False
     related_alarm_id: str | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Restore:
     kind: Kind
     device: str
     at: datetime
+    event: str | None = None  # only the device's open alarms of this event (a camera trouble)
 
 
 @dataclass(frozen=True, slots=True)

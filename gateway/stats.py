@@ -26,6 +26,10 @@ class Stats:
     trouble_alarms: int = 0
     store_errors: int = 0
     mqtt_connects: int = 0
+    snapshots_in: int = 0
+    snapshots_checked: int = 0
+    snapshots_skipped: int = 0
+    video_troubles: int = 0
 
     def snapshot(self) -> dict[str, float]:
         """A copy for JSON."""

@@ -63,6 +63,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # 3: evidence frames of camera troubles (issue 6)
+    """
+    ALTER TABLE alarms ADD COLUMN evidence TEXT;
+    """,
 )
 
 

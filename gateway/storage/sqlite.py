@@ -123,9 +123,10 @@ class SqliteAlarmStore:
             return False
         self.db.execute(
             "INSERT INTO alarms (id, school, kind, device, event, category, seq, device_ts,"
-            " received_at, test, related_alarm_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " received_at, test, related_alarm_id, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (a.id, a.school, a.kind.value, a.device, a.event, a.category, a.seq,
-             _iso(a.device_ts), _iso(a.received_at), int(a.test), a.related_alarm_id),
+             _iso(a.device_ts), _iso(a.received_at), int(a.test), a.related_alarm_id,
+             a.evidence),
         )  # fmt: skip
         created = a.received_at.timestamp()
         self.db.executemany(
@@ -149,10 +150,12 @@ class SqliteAlarmStore:
         return row is not None
 
     def _restore(self, r: Restore, audit: list[AuditEntry]) -> None:
-        ids = [row[0] for row in self.db.execute(
-            "SELECT id FROM alarms WHERE school=? AND kind=? AND device=? AND state != 'reset'"
-            " AND restored_at IS NULL", (r.school, r.kind.value, r.device),
-        )]  # fmt: skip
+        sql = ("SELECT id FROM alarms WHERE school=? AND kind=? AND device=? AND state != 'reset'"
+               " AND restored_at IS NULL")  # fmt: skip
+        args: list[object] = [r.school, r.kind.value, r.device]
+        if r.event is not None:
+            sql, args = sql + " AND event = ?", [*args, r.event]
+        ids = [row[0] for row in self.db.execute(sql, args)]
         for alarm_id in ids:
             self.db.execute("UPDATE alarms SET restored_at=? WHERE id=?", (_iso(r.at), alarm_id))
             audit.append(AuditEntry("restored", alarm_id, "device", {"at": _iso(r.at)}))

@@ -12,7 +12,7 @@ UNCONFIRMED = "status IN ('pending', 'retrying')"
 ALARM_COLUMNS = (
     "id, school, kind, device, event, category, seq, device_ts, received_at, test, state,"
     " acknowledged_by, acknowledged_at, acknowledged_note, reset_by, reset_at, reset_note,"
-    " restored_at, related_alarm_id"
+    " restored_at, related_alarm_id, evidence"
 )
 
 
