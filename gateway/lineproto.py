@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from gateway.models import Availability, DeviceMessage
@@ -69,3 +70,21 @@ def change_line(
     text = reason.replace("\\", "\\\\").replace('"', '\\"')
     fields = f'state="{state}",online={online},source="gateway",reason="{text}"'
     return f"availability,{tags} {fields} {_ns(at)}".encode()
+
+
+def quality_line(
+    school: str, device: str, scores: dict[str, float], active: list[str], at: datetime
+) -> bytes:
+    """A camera_quality point: one float field per check score, plus the active troubles."""
+    tags = f"school={_tag(school)},kind=camera,device={_tag(device)}"
+    # NaN or infinity would make InfluxDB refuse the whole batch.
+    fields = ",".join(
+        f"{_tag(name)}={float(value)!r}"
+        for name, value in sorted(scores.items())
+        if math.isfinite(value)
+    )
+    troubles = ",".join(active)
+    return (
+        f"camera_quality,{tags} {fields}{',' if fields else ''}"
+        f'troubles="{troubles}",active={len(active)}i {_ns(at)}'
+    ).encode()
