@@ -30,6 +30,7 @@ from gateway.storage.influx import InfluxV1Sink
 from gateway.storage.registry_store import RegistryStore
 from gateway.storage.sqlite import SqliteAlarmStore
 from gateway.telemetry import TelemetryWriter
+from gateway.video import VideoQuality
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ async def run(settings: Settings) -> None:
             asyncio.create_task(parts.fleet.watch(store, parts.connected), name="availability"),
             asyncio.create_task(parts.fleet.follow_registry(registry), name="registry"),
             asyncio.create_task(parts.fleet.keep_coverage(store), name="coverage"),
+            asyncio.create_task(parts.video.run(), name="video-quality"),
             asyncio.create_task(server.serve(sockets=[api_socket]), name="api"),
         ]
         try:
@@ -135,6 +137,7 @@ class _Parts:
     ingest: Ingest
     links: tuple[MqttLink, ...]
     settings: Settings
+    video: VideoQuality
     registry_store: RegistryStore | None = None
 
     @classmethod
@@ -162,12 +165,14 @@ class _Parts:
         for link in links:
             link.on_connected = lambda: fleet.tracker.resume(datetime.now(UTC))
         fleet.tracker.resume(datetime.now(UTC))
+        video = VideoQuality(settings.video_quality, stats, writer.add, store.commit)
         ingest = Ingest(
             settings, router, faults.wrap_store(store), writer.add, fleet.tracker, stats,
             on_alarms=lambda ids: dispatcher.wake(), troubles=fleet.troubles,
             on_changes=fleet.apply,
+            on_snapshot=video.submit if settings.video_quality.enabled else None,
         )  # fmt: skip
-        return cls(store, sink, stats, writer, dispatcher, fleet, ingest, links, settings)
+        return cls(store, sink, stats, writer, dispatcher, fleet, ingest, links, settings, video)
 
     def connected(self) -> bool:
         """Every MQTT session is up."""
@@ -202,6 +207,7 @@ class _Parts:
             self.store, self.fleet, self.stats, self.health,
             extra_stats=self._gauges, linkage=self.settings.linkage,
             on_alarms=self.dispatcher.wake, registry_writer=self.registry_store,
+            cameras=self.video.cameras, evidence_dir=self.settings.video_quality.evidence_dir,
         )  # fmt: skip
 
     def _gauges(self) -> dict[str, float]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,7 @@ from gateway.alarms import school_test_alarm
 from gateway.api.fleet_routes import RegistryWriter, add_fleet_routes
 from gateway.config import LinkageSettings
 from gateway.fleet import Fleet, test_button
-from gateway.models import Alarm, AlarmState, DeviceRecord
+from gateway.models import ID_PATTERN, Alarm, AlarmState, DeviceRecord
 from gateway.ports import AlarmNotFoundError, AlarmQuery, AlarmStore, InvalidTransitionError
 from gateway.stats import Stats
 
@@ -35,6 +35,8 @@ class ApiContext:
     linkage: LinkageSettings = field(default_factory=LinkageSettings)
     on_alarms: Callable[[], None] = lambda: None
     registry_writer: RegistryWriter | None = None
+    cameras: Callable[[], list[dict[str, Any]]] = list
+    evidence_dir: Path | None = None
 
 
 T = TypeVar("T")
@@ -210,6 +212,21 @@ def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
             records = [r for r in records if r.registered and r.last_seen is None]
         page = records[offset : offset + limit]
         return Page[DeviceRecord](total=len(records), limit=limit, offset=offset, items=page)
+
+    @app.get("/api/cameras", summary="Camera health: video quality troubles, scores, evidence")
+    async def cameras(school: str | None = None) -> list[dict[str, Any]]:
+        return [c for c in ctx.cameras() if school is None or c["school"] == school]
+
+    @app.get("/api/evidence/{school}/{device}/{name}", summary="A camera trouble's frame")
+    async def evidence(school: str, device: str, name: str) -> FileResponse:
+        if ctx.evidence_dir is None or not all(
+            ID_PATTERN.fullmatch(part) for part in (school, device, name)
+        ):
+            raise HTTPException(404, "no such evidence")
+        path = (ctx.evidence_dir / school / device / name).resolve()
+        if not path.is_relative_to(ctx.evidence_dir.resolve()) or not path.is_file():
+            raise HTTPException(404, "no such evidence")
+        return FileResponse(path, media_type="image/jpeg")
 
     @app.get("/api/dead-letters", summary="Messages that could not be used, newest first")
     async def dead_letters(limit: Limit = 100, offset: Offset = 0) -> Page[DeadLetterOut]:
