@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, text) in SIMULATOR_COMMANDS.items():
         child = sub.add_parser(name, help=text, description=text)
         importlib.import_module(module).build_parser(child)
-    sub.choices[
-        "simulate"
-    ].epilog = "Also: `campusgw simulate registry --help` generates a sample registry."
+    sub.choices["simulate"].epilog = (
+        "Also: `campusgw simulate registry --help` generates a sample registry; "
+        "`campusgw simulate cameras --help` runs cameras sending JPEG snapshots with video faults."
+    )
     return parser
 
 
@@ -98,8 +99,8 @@ def _api_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["simulate", "registry"]:
-        return _simulate_registry(argv[2:])
+    if argv[:1] == ["simulate"] and argv[1:2] and argv[1] in _SIMULATE_SUBCOMMANDS:
+        return _simulate_sub(argv[1], argv[2:])
     args = build_parser().parse_args(argv)
     if args.command in SIMULATOR_COMMANDS:
         code: int = importlib.import_module(SIMULATOR_COMMANDS[args.command][0]).run(args)
@@ -291,11 +292,15 @@ def _registry_show(registry: Registry, path: Path) -> int:
     return 0
 
 
-def _simulate_registry(argv: list[str]) -> int:
-    generator = importlib.import_module("simulators.registry_gen")
-    parser = argparse.ArgumentParser(prog="campusgw simulate registry")
-    generator.build_parser(parser)
-    code: int = generator.run(parser.parse_args(argv))
+# `campusgw simulate NAME`: simulators with their own options next to the fleet's
+_SIMULATE_SUBCOMMANDS = {"registry": "simulators.registry_gen", "cameras": "simulators.cameras"}
+
+
+def _simulate_sub(name: str, argv: list[str]) -> int:
+    module = importlib.import_module(_SIMULATE_SUBCOMMANDS[name])
+    parser = argparse.ArgumentParser(prog=f"campusgw simulate {name}")
+    module.build_parser(parser)
+    code: int = module.run(parser.parse_args(argv))
     return code
 
 
