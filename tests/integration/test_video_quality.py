@@ -1,0 +1,110 @@
+"""Video quality on real parts: the camera simulator injects a fault into one camera of several
+over MQTT snapshots; exactly that camera gets exactly that trouble, with evidence, then clears."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulators.servers import Mosquitto, free_port, spawn, stop_process
+from tests.integration.conftest import Gateway, wait_for
+
+pytestmark = pytest.mark.integration
+CAMERAS = [f"s1/camera/c{n}" for n in range(1, 4)]
+
+
+@pytest.fixture
+def cameras(tmp_path: Path, broker: Mosquitto) -> Iterator[int]:
+    control = free_port()
+    proc = spawn(
+        [sys.executable, "-m", "gateway", "simulate", "cameras", "--port", str(broker.port),
+         "--schools", "1", "--cameras", "3", "--interval", "0.25", "--status-interval", "0",
+         "--width", "640", "--height", "360", "--light", "0.8", "--http-port", str(control),
+         "--seed", "7"],
+        tmp_path / "cameras.log",
+    )  # fmt: skip
+    wait_for(lambda: _get(control, "/faults") is not None, 20, "camera simulator")
+    yield control
+    stop_process(proc)
+
+
+def _get(port: int, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+def _inject(port: int, camera: str, fault: str) -> None:
+    body = json.dumps({"camera": camera, "fault": fault}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/faults", data=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def _clear(port: int, camera: str) -> None:
+    school, device = camera.split("/")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/faults/{school}/{device}",
+                                     method="DELETE")  # fmt: skip
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def active(gw: Gateway) -> dict[str, list[str]]:
+    return {f"{c['school']}/camera/{c['device']}": c["active"] for c in gw.get("/api/cameras")}
+
+
+@pytest.mark.parametrize(
+    ("fault", "check"),
+    [
+        ("black", "black"),
+        ("blur", "blur"),
+        ("cover", "occlusion"),
+        ("freeze", "frozen"),
+        ("snow", "noise"),
+        ("colour_cast", "colour_cast"),
+        ("pan", "scene_change"),
+        ("dark", "too_dark"),
+        ("bright", "too_bright"),
+        ("low_contrast", "low_contrast"),
+        ("stop", "signal_loss"),
+    ],  # fmt: skip
+)
+def test_a_fault_in_one_camera_gives_that_camera_that_trouble_then_clears(
+    tmp_path: Path, broker: Mosquitto, gateway: Gateway, cameras: int, fault: str, check: str
+) -> None:
+    gateway.stop()
+    gateway.configure(video_quality={
+        "baseline_frames": 8, "hits_to_raise": 3, "healthy_to_clear": 3, "cooldown_s": 0,
+        "decode_reduction": 1, "signal_loss_s": 2,  # 640x360 frames: full size is what 1080p at 1/4 gives
+        "evidence_dir": str(tmp_path / "evidence"),
+    })  # fmt: skip
+    gateway.start()
+
+    def learnt() -> bool:
+        seen = gateway.get("/api/cameras")
+        return len(seen) == 3 and all(c["frames"] >= 12 for c in seen)
+
+    wait_for(learnt, 30, "three cameras past their baseline")
+    assert active(gateway) == {camera: [] for camera in CAMERAS}
+    _inject(cameras, "s1/c2", fault)
+    wait_for(lambda: active(gateway)["s1/camera/c2"] == [check], 30, f"{check} on c2")
+    assert active(gateway) == {"s1/camera/c1": [], "s1/camera/c2": [check], "s1/camera/c3": []}
+    troubles = gateway.get("/api/alarms?open=true")["items"]
+    assert [(a["device"], a["event"]) for a in troubles] == [("c2", f"video_{check}")]
+    evidence = troubles[0]["evidence"]
+    if check == "signal_loss":
+        assert evidence is None  # no frame is what the trouble is about
+    else:
+        assert evidence and Path(evidence).read_bytes()[:2] == b"\xff\xd8"
+    _clear(cameras, "s1/c2")
+    wait_for(lambda: active(gateway)["s1/camera/c2"] == [], 30, "cleared")
+    cleared = gateway.get(f"/api/alarms/{troubles[0]['id']}")
+    assert cleared["restored_at"] is not None  # recorded; a person still resets the trouble
+    assert active(gateway) == {camera: [] for camera in CAMERAS}
