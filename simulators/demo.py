@@ -95,6 +95,7 @@ def _ports(args: argparse.Namespace) -> list[tuple[int, str, str]]:
         (args.api_port, "gateway API", "--api-port"),
         (args.police_port, "police endpoint", "--police-port"),
         (args.fire_port, "fire endpoint", "--fire-port"),
+        (args.cameras_port, "camera simulator HTTP", "--cameras-port"),
     ]
 
 
@@ -175,6 +176,12 @@ class Demo:
         }
         options = [text for flag, value in knobs.items() for text in (flag, str(value))]
         self._spawn("fleet", "simulate", *options)
+        # Snapshots for video quality diagnosis; the fleet already sends the cameras' status.
+        self._spawn(
+            "cameras", "simulate", "cameras", "--port", str(a.mqtt_port), "--registry",
+            str(registry), "--interval", "10", "--status-interval", "0",
+            "--width", "1280", "--height", "720", "--http-port", str(a.cameras_port),
+        )  # fmt: skip
         # One end-to-end test alarm per school, so coverage shows schools networked with police.
         self._run_once("test-alarms", "--api", f"http://127.0.0.1:{a.api_port}", "--wait", "0")
 
@@ -235,9 +242,13 @@ class Demo:
                 f"  linkage    http://127.0.0.1:{a.police_port}/received (police), "
                 f"http://127.0.0.1:{a.fire_port}/received (fire); records in {s / 'linkage'}",
                 f"  config     {s / 'campusgw.toml'}",
+                f"  cameras    {api}/api/cameras; inject a fault: curl -X POST "
+                f'127.0.0.1:{a.cameras_port}/faults -d \'{{"camera": "s0001/c1", '
+                f'"fault": "blur", "for_s": 120}}\'',
                 f"  registry   {s / 'registry.yaml'}  (campusgw registry show --store "
                 f"{s / 'registry.db'})",
-                f"  logs       {self.logs}/{{mosquitto,influxd,linkage,gateway,fleet,setup}}.log",
+                f"  logs       {self.logs}/"
+                "{mosquitto,influxd,linkage,gateway,fleet,cameras,setup}.log",
                 "Ctrl-C stops everything.",
             ]
         )
@@ -277,6 +288,7 @@ _OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--api-port", int, 8000, "port of the gateway's HTTP API"),
     ("--police-port", int, 8110, "port of the police endpoint"),
     ("--fire-port", int, 8119, "port of the fire endpoint"),
+    ("--cameras-port", int, 8120, "HTTP port of the camera simulator (snapshots, faults)"),
     ("--schools", int, 3, "schools in the sample registry the fleet simulates"),
     ("--status-interval", float, 5.0, "seconds between two status messages of one device"),
     ("--press-every", float, 20.0, "mean seconds between button presses, fleet-wide"),
