@@ -78,19 +78,21 @@ async def test_endpoint_declared_down_is_probed_one_at_a_time_then_recovers(
         await store.commit([alarm(n) for n in range(1, 11)], [])
         dispatcher = Dispatcher(store, endpoint, Stats(), linkage)
         task = asyncio.create_task(dispatcher.run())
-        async with asyncio.timeout(10):
-            while dispatcher.endpoint_states().get("police") != "down":  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-        calls_when_down = endpoint.calls
-        await asyncio.sleep(0.3)  # several probe intervals
-        probes = endpoint.calls - calls_when_down
-        endpoint.alive = True
-        async with asyncio.timeout(10):
-            while (await store.counts())["deliveries_pending"]:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        try:
+            async with asyncio.timeout(10):
+                while dispatcher.endpoint_states().get("police") != "down":  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            calls_when_down = endpoint.calls
+            await asyncio.sleep(0.3)  # several probe intervals
+            probes = endpoint.calls - calls_when_down
+            endpoint.alive = True
+            async with asyncio.timeout(10):
+                while (await store.counts())["deliveries_pending"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:  # never leave the dispatcher running against a closed store
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         assert dispatcher.endpoint_states() == {"police": "up"}
     assert 2 <= probes <= 8, probes  # ~0.3 s / 0.05 s, never the whole backlog
     assert endpoint.max_concurrent <= 10
