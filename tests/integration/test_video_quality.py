@@ -74,7 +74,7 @@ def active(gw: Gateway) -> dict[str, list[str]]:
         ("bright", "too_bright"),
         ("low_contrast", "low_contrast"),
         ("stop", "signal_loss"),
-    ],  # fmt: skip
+    ],
 )
 def test_a_fault_in_one_camera_gives_that_camera_that_trouble_then_clears(
     tmp_path: Path, broker: Mosquitto, gateway: Gateway, cameras: int, fault: str, check: str
@@ -82,7 +82,8 @@ def test_a_fault_in_one_camera_gives_that_camera_that_trouble_then_clears(
     gateway.stop()
     gateway.configure(video_quality={
         "baseline_frames": 8, "hits_to_raise": 3, "healthy_to_clear": 3, "cooldown_s": 0,
-        "decode_reduction": 1, "signal_loss_s": 2,  # 640x360 frames: full size is what 1080p at 1/4 gives
+        # 640x360 frames at full size are what a 1080p camera gives at 1/4.
+        "decode_reduction": 1, "signal_loss_s": 2,
         "evidence_dir": str(tmp_path / "evidence"),
     })  # fmt: skip
     gateway.start()
