@@ -94,6 +94,10 @@ def _api_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="wait this long for confirmations (default: %(default)s; 0: don't)",
     )  # fmt: skip
     tests.add_argument("--api", default="http://127.0.0.1:8000", help=api_help)
+    tests.add_argument(
+        "--every", type=float, default=0, metavar="HOURS",
+        help="repeat every HOURS until stopped, a schedule without cron (default: once)",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,6 +328,17 @@ def _coverage(args: argparse.Namespace) -> int:
 
 
 def _test_alarms(args: argparse.Namespace) -> int:
+    if args.every <= 0:
+        return _test_alarms_once(args)
+    while True:
+        started = time.monotonic()
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} test alarms", flush=True)
+        with contextlib.suppress(ConfigError):  # the gateway may be restarting: next round
+            _test_alarms_once(args)
+        time.sleep(max(0.0, args.every * 3600 - (time.monotonic() - started)))
+
+
+def _test_alarms_once(args: argparse.Namespace) -> int:
     body = {"schools": args.school, "operator": args.operator}
     result = json.loads(_http("POST", f"{args.api}/api/test-alarms", body))
     for school, why in sorted(result["skipped"].items()):
