@@ -333,8 +333,10 @@ def _test_alarms(args: argparse.Namespace) -> int:
     while True:
         started = time.monotonic()
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} test alarms", flush=True)
-        with contextlib.suppress(ConfigError):  # the gateway may be restarting: next round
+        try:
             _test_alarms_once(args)
+        except ConfigError as exc:  # the gateway may be restarting: say so, try next round
+            print(f"campusgw: {exc}", file=sys.stderr, flush=True)
         time.sleep(max(0.0, args.every * 3600 - (time.monotonic() - started)))
 
 
