@@ -13,8 +13,16 @@ from datetime import UTC, datetime
 
 from gateway.availability import Change
 from gateway.config import LinkageSettings
-from gateway.models import Alarm, AlarmState, ButtonEvent, DeviceMessage, GateEvent, Kind
-from gateway.ports import InvalidTransitionError, NewAlarm
+from gateway.models import (
+    Alarm,
+    AlarmState,
+    ButtonEvent,
+    CameraStatus,
+    DeviceMessage,
+    GateEvent,
+    Kind,
+)
+from gateway.ports import InvalidTransitionError, NewAlarm, Restore
 from gateway.registry import Device, Location
 
 # Life-safety alarms go out before security-room ones when both wait for an endpoint.
@@ -131,6 +139,39 @@ class OfflineTroubles:
             event="offline", category="trouble", seq=0, device_ts=change.at,
             received_at=change.at, endpoints=(), priority=PRIORITY["trouble"],
         )  # fmt: skip
+
+
+class NvrTroubles:
+    """A camera whose recorder is not recording, or keeps fewer days of video than its school
+    must (30 by default, per school in the registry), is a trouble; recorded as restored when
+    its status is healthy again."""
+
+    def __init__(self, retention_for: Callable[[str], int]) -> None:
+        self._retention_for = retention_for
+        self._active: dict[str, set[str]] = {}
+
+    def check(self, msg: DeviceMessage) -> tuple[list[NewAlarm], list[Restore]]:
+        """Troubles raised and cleared by one camera status message."""
+        body, topic = msg.body, msg.topic
+        if not isinstance(body, CameraStatus):
+            return [], []
+        required = self._retention_for(topic.school)
+        now = {"nvr_not_recording"} if body.recording is False else set()
+        if body.retention_days is not None and body.retention_days < required:
+            now.add("nvr_retention_short")
+        before = self._active.get(topic.device_key, set())
+        self._active[topic.device_key] = now
+        raised = [
+            NewAlarm(
+                id=new_alarm_id(), school=topic.school, kind=topic.kind, device=topic.device,
+                event=event, category="trouble", seq=body.seq, device_ts=body.ts,
+                received_at=msg.received_at, endpoints=(), priority=PRIORITY["trouble"],
+            )
+            for event in sorted(now - before)
+        ]  # fmt: skip
+        cleared = [Restore(topic.school, topic.kind, topic.device, msg.received_at, event)
+                   for event in sorted(before - now)]  # fmt: skip
+        return raised, cleared
 
 
 def next_state(state: AlarmState, action: str) -> AlarmState:

@@ -82,6 +82,11 @@ class Fleet:
             except Exception:
                 log.exception("coverage could not be computed")
 
+    def retention_days(self, school: str) -> int:
+        """Days of video the school must keep: its registry entry, else the common 30."""
+        entry = self.registry.schools.get(school)
+        return entry.retention_days if entry is not None else 30
+
     def registered(self, key: str) -> Device | None:
         """The registry entry of a device key, if any."""
         return self.registry.devices.get(key)

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from drivers.base import DecodeError, Driver
-from gateway.alarms import OfflineTroubles, alarm_category, is_restore, new_alarm
+from gateway.alarms import (
+    NvrTroubles,
+    OfflineTroubles,
+    alarm_category,
+    is_restore,
+    new_alarm,
+)
 from gateway.availability import AvailabilityTracker, Change
 from gateway.config import Settings
 from gateway.lineproto import to_line
@@ -75,6 +81,7 @@ class Ingest:
         troubles: OfflineTroubles | None = None,
         on_changes: Callable[[list[Change]], None] = lambda changes: None,
         on_snapshot: Callable[[Topic, bytes, datetime], None] | None = None,
+        nvr: NvrTroubles | None = None,
     ) -> None:
         self._settings = settings
         self._drivers = drivers
@@ -86,6 +93,7 @@ class Ingest:
         self._troubles = troubles
         self._on_changes = on_changes
         self._on_snapshot = on_snapshot
+        self._nvr = nvr
 
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
@@ -128,6 +136,10 @@ class Ingest:
         elif is_restore(msg):
             t = msg.topic
             batch.restores.append(Restore(t.school, t.kind, t.device, msg.received_at))
+        if self._nvr is not None:
+            raised, cleared = self._nvr.check(msg)
+            batch.alarms.extend(raised)
+            batch.restores.extend(cleared)
 
     def _decode(
         self, topic: str, payload: bytes, now: datetime, batch: _Batch

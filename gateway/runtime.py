@@ -16,6 +16,7 @@ import uvicorn
 import drivers
 from drivers.base import Driver
 from gateway import faults
+from gateway.alarms import NvrTroubles
 from gateway.api.app import ApiContext, create_app
 from gateway.config import ConfigError, Settings
 from gateway.fleet import Fleet
@@ -171,6 +172,7 @@ class _Parts:
             on_alarms=lambda ids: dispatcher.wake(), troubles=fleet.troubles,
             on_changes=fleet.apply,
             on_snapshot=video.submit if settings.video_quality.enabled else None,
+            nvr=NvrTroubles(fleet.retention_days),
         )  # fmt: skip
         return cls(store, sink, stats, writer, dispatcher, fleet, ingest, links, settings, video)
 

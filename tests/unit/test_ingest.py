@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.alarms import NvrTroubles
 from gateway.availability import AvailabilityTracker
 from gateway.config import Settings, load_settings
 from gateway.ingest import Ingest, TopicError, parse_topic
@@ -23,7 +24,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.alarms: list[NewAlarm] = []
         self.letters: list[NewDeadLetter] = []
-        self.keys: set[tuple[str, str, int]] = set()
+        self.keys: set[tuple[str, str, int, str]] = set()
         self.restores: list[Restore] = []
 
     async def commit(
@@ -35,7 +36,7 @@ class FakeStore:
         self.restores.extend(restores)
         created = []
         for alarm in alarms:
-            key = (alarm.school, alarm.device, alarm.seq)
+            key = (alarm.school, alarm.device, alarm.seq, alarm.event)
             if key not in self.keys:
                 self.keys.add(key)
                 self.alarms.append(alarm)
@@ -153,3 +154,23 @@ async def test_restore_is_recorded_not_an_alarm(parts) -> None:  # type: ignore[
     )
     assert len(store.alarms) == 1
     assert [(r.school, r.device) for r in store.restores] == [("s1", "b1")]
+
+
+async def test_nvr_not_recording_or_short_retention_is_a_trouble_then_restored(
+    settings: Settings,
+) -> None:
+    store = FakeStore()
+    ingest = Ingest(
+        settings, DriverRouter(settings), store, lambda line: None,
+        AvailabilityTracker(settings.availability), Stats(), on_alarms=lambda ids: None,
+        nvr=NvrTroubles(lambda school: 30),
+    )  # type: ignore[arg-type]  # fmt: skip
+    topic = "campus/s1/camera/c1/status"
+    bad = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "recording": false, "retention_days": 12}'
+    good = b'{"seq": 2, "ts": "2026-11-23T08:01:00Z", "recording": true, "retention_days": 31}'
+    await ingest.handle([(topic, bad), (topic, bad)])
+    assert sorted(a.event for a in store.alarms) == ["nvr_not_recording", "nvr_retention_short"]
+    await ingest.handle([(topic, good)])
+    assert sorted(r.event or "" for r in store.restores) == [
+        "nvr_not_recording", "nvr_retention_short",
+    ]  # fmt: skip
