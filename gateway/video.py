@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from drivers.camera.quality import CameraQuality, FrameError, Verdict
 
+from drivers.camera.quality import CameraQuality, FrameError, Verdict
 from gateway.alarms import PRIORITY, new_alarm_id
 from gateway.config import CameraSource, VideoQualitySettings
 from gateway.lineproto import quality_line
@@ -41,6 +41,7 @@ class _Camera:
     busy: bool = False
     pending: tuple[bytes, datetime] | None = None
     last_frame_at: datetime | None = None
+    watch_from: datetime | None = None  # a polled source: silence counts from its first poll
     scores: dict[str, float] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)
     evidence: dict[str, str] = field(default_factory=dict)
@@ -166,15 +167,18 @@ class VideoQuality:
 
     async def _judge_silence(self, now: datetime) -> None:
         for camera in list(self._cameras.values()):
-            if camera.last_frame_at is None or camera.busy:
+            last = camera.last_frame_at or camera.watch_from
+            if last is None or camera.busy:
                 continue
-            verdict = camera.quality.silence(now.timestamp(), camera.last_frame_at.timestamp())
+            verdict = camera.quality.silence(now.timestamp(), last.timestamp())
             if verdict.raised or verdict.cleared:
                 await self._apply(camera, verdict, now, None)
 
     async def _poll(self, source: CameraSource) -> None:
         school, _, device = source.device.split("/")
         topic = Topic(school, Kind.CAMERA, device, Channel.SNAPSHOT)
+        # A dead URL is a signal loss too, even if it never gave a frame.
+        self._camera(school, device).watch_from = datetime.now(UTC)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             while True:
                 started = time.monotonic()

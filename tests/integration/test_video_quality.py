@@ -109,3 +109,26 @@ def test_a_fault_in_one_camera_gives_that_camera_that_trouble_then_clears(
     cleared = gateway.get(f"/api/alarms/{troubles[0]['id']}")
     assert cleared["restored_at"] is not None  # recorded; a person still resets the trouble
     assert active(gateway) == {camera: [] for camera in CAMERAS}
+
+
+def test_polled_sources_http_frames_and_a_dead_url_is_signal_loss(
+    tmp_path: Path, broker: Mosquitto, gateway: Gateway, cameras: int
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/nothing.jpg"
+    gateway.stop()
+    gateway.configure(video_quality={
+        "decode_reduction": 1, "signal_loss_s": 2, "hits_to_raise": 1, "cooldown_s": 0,
+        "evidence_dir": str(tmp_path / "evidence"),
+        "sources": [
+            {"device": "s9/camera/http1", "url": f"http://127.0.0.1:{cameras}/cameras/s1/c1.jpg",
+             "interval_s": 0.3},
+            {"device": "s9/camera/dead", "url": dead, "interval_s": 0.3},
+        ],
+    })  # fmt: skip
+    gateway.start()
+    wait_for(lambda: active(gateway).get("s9/camera/dead") == ["signal_loss"], 20, "dead URL")
+    polled = {c["device"]: c for c in gateway.get("/api/cameras?school=s9")}
+    wait_for(lambda: {c["device"]: c for c in gateway.get("/api/cameras?school=s9")}["http1"][
+        "frames"] >= 3, 20, "frames fetched over HTTP")  # fmt: skip
+    assert polled["dead"]["frames"] == 0
+    assert "signal_loss" not in active(gateway)["s9/camera/http1"]
