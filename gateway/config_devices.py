@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -82,6 +82,14 @@ class CameraSource(_Section):
     interval_s: float = Field(10, gt=0, description="Seconds between two frames.")
 
 
+# The checks that take a fixed threshold (drivers/camera/quality_rules.CHECKS, but signal_loss,
+# whose threshold is signal_loss_s); repeated here because config must not import drivers.
+THRESHOLD_CHECKS = (
+    "black", "frozen", "blur", "occlusion", "too_dark", "too_bright", "low_contrast", "noise",
+    "colour_cast", "scene_change",
+)  # fmt: skip
+
+
 class VideoQualitySettings(_Section):
     """Video quality diagnosis (docs/video-quality.md)."""
 
@@ -103,6 +111,15 @@ class VideoQualitySettings(_Section):
         default_factory=dict,
         description="Fixed thresholds per check name, overriding the learnt baseline.",
     )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_checks(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(thresholds) - set(THRESHOLD_CHECKS))
+        if unknown:
+            raise ValueError(f"unknown checks {unknown}; known: {', '.join(THRESHOLD_CHECKS)}")
+        return thresholds
+
     max_snapshot_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger: dead letter.")
     evidence_dir: Path = Field(
         Path("var/evidence"), description="Evidence frames of camera troubles are kept here."

@@ -1,4 +1,4 @@
-"""The camera family: the canonical driver here; snapshot quality checks will sit beside it."""
+"""Camera drivers: canonical JSON decoding (driver.py) and video quality checks (quality.py)."""
 
 from __future__ import annotations
 

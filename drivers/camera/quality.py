@@ -16,6 +16,7 @@ import numpy as np
 
 from drivers.camera.quality_rules import CHECKS, Baseline, judge
 from drivers.camera.quality_scores import (
+    GREY_SIZE,
     U8,
     FrameError,
     Scores,
@@ -38,7 +39,7 @@ __all__ = [
     "thumbnail",
 ]
 
-ALIGNED = 1.0  # % of the width: a healthy frame this close to the reference replaces it
+ALIGNED = 0.75  # % of the width: a healthy frame this close to the reference replaces it
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class CameraQuality:
         self.settings = settings
         self.baseline = Baseline(settings.baseline_frames)
         self._state = _State()
+        self._reduction: int = settings.decode_reduction
 
     @property
     def active(self) -> frozenset[str]:
@@ -104,7 +106,7 @@ class CameraQuality:
         Raises FrameError for bytes that are not a picture (they change no state).
         """
         if isinstance(frame, bytes | bytearray | memoryview):
-            image = decode(bytes(frame), self.settings.decode_reduction)
+            image = self._decode(bytes(frame))
         else:
             image = np.asarray(frame, dtype=np.uint8)
         thumb = thumbnail(image)
@@ -125,6 +127,16 @@ class CameraQuality:
             frame=image,
             learning=not self.baseline.ready,
         )
+
+    def _decode(self, jpeg: bytes) -> U8:
+        """Decode at the configured reduction, or less for a camera whose frames would then be
+        smaller than the 320x180 the checks work on (remembered for its next frames)."""
+        while True:
+            image = decode(jpeg, self._reduction)
+            small = image.shape[1] < GREY_SIZE[0] or image.shape[0] < GREY_SIZE[1]
+            if not small or self._reduction == 1:
+                return image
+            self._reduction //= 2
 
     def silence(self, now: float, last_frame_at: float | None) -> Verdict:
         """Judge the camera's silence: no frame since `last_frame_at` (None: never) at `now`."""

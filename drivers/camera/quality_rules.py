@@ -3,8 +3,8 @@
 A check hits when its score is beyond the absolute floor (DOMAIN.md: brightness < 30 or > 220,
 contrast std < 25, ...) *and* far from what this camera usually shows (its baseline: median and
 MAD of its recent healthy frames), so a night camera that is always dark is not "too dark". A
-fixed threshold from the settings replaces both for its check. Until the baseline is learnt,
-only black, frozen and the checks with a fixed threshold are judged.
+fixed threshold from the settings replaces both for its check. A score without a baseline yet
+is not judged, except black (absolute), frozen (exact repeats) and fixed thresholds.
 """
 
 from __future__ import annotations
@@ -20,13 +20,22 @@ CHECKS = (
     "signal_loss", "black", "frozen", "blur", "occlusion", "too_dark", "too_bright",
     "low_contrast", "noise", "colour_cast", "scene_change",
 )  # fmt: skip
-# A frame too dark, too bright or flat as a whole loses detail everywhere and has large
-# featureless regions: the exposure check names the cause, blur and occlusion are not judged.
-# Too dark or too bright also means low contrast: that is not reported on its own then.
-EXPOSURE = frozenset({"too_dark", "too_bright", "low_contrast"})
+# One fault moves several scores; the check naming the cause is reported, not its effects.
+# In this order, a check still hit at its turn clears the ones it implies:
+SUPPRESSES = (
+    # a frame too dark or too bright loses contrast and detail everywhere, and has large
+    # featureless regions; so does a flat (hazy) one
+    ("too_dark", frozenset({"low_contrast", "blur", "occlusion"})),
+    ("too_bright", frozenset({"low_contrast", "blur", "occlusion"})),
+    ("low_contrast", frozenset({"blur", "occlusion"})),
+    # covering part of the lens changes the whole frame's mean colour
+    ("occlusion", frozenset({"colour_cast"})),
+    # a defocused picture is featureless in places without being covered
+    ("blur", frozenset({"occlusion"})),
+)
 # Checks about what the picture shows: when one of them hits, the frame cannot tell whether
 # the camera moved, so scene_change is not judged on it.
-PICTURE = EXPOSURE | {"blur", "occlusion", "noise"}
+PICTURE = frozenset({"too_dark", "too_bright", "low_contrast", "blur", "occlusion", "noise"})
 
 BLACK_SHARE = 0.98  # black: this share of the pixels below 24 (ffmpeg blackdetect's default)
 FROZEN_EXACT = 0.02  # motion (grey levels, 160x90) of a repeated frame, judged while learning
@@ -87,7 +96,7 @@ RULES = (
     Rule("blur", "sharpness", above=False, floor=0.6, limit=_below(0.3)),
     Rule("noise", "noise", above=True, floor=2.0, limit=_above(1.6, 0.5)),
     Rule("occlusion", "occlusion", above=True, floor=0.25, limit=_above(1.0, 0.2)),
-    Rule("scene_change", "shift", above=True, floor=3.0, limit=_above(1.0, 0.0)),
+    Rule("scene_change", "shift", above=True, floor=1.5, limit=_above(1.0, 0.0)),
 )
 CAST_FLOOR = 12.0  # Lab a/b distance from neutral grey
 CAST_SHIFT = 10.0  # ... and this far from the camera's usual (a, b)
@@ -143,9 +152,8 @@ def judge(scores: Scores, baseline: Baseline, fixed: Mapping[str, float]) -> set
     """The checks this frame hits (signal_loss is judged elsewhere, by silence).
 
     Black is reported alone: it implies too_dark and low_contrast and makes the other checks
-    meaningless. Too dark and too bright imply low contrast; blur and occlusion are not judged
-    on a frame too dark, too bright or flat as a whole, occlusion not on a blurred one, scene
-    change only on a frame that no picture check hits.
+    meaningless. Other checks that are effects of a hit one are dropped (SUPPRESSES); scene
+    change is only judged on a frame that no picture check hits.
     """
     if _black(scores, fixed.get("black")):
         return {"black"}
@@ -157,12 +165,9 @@ def judge(scores: Scores, baseline: Baseline, fixed: Mapping[str, float]) -> set
             hits.add(rule.check)
     if _cast(scores, baseline, fixed.get("colour_cast")):
         hits.add("colour_cast")
-    if hits & EXPOSURE:
-        hits -= {"occlusion", "blur"}
-    if "blur" in hits:  # a defocused picture is featureless in places without being covered
-        hits.discard("occlusion")
-    if hits & {"too_dark", "too_bright"}:
-        hits.discard("low_contrast")
+    for check, implied in SUPPRESSES:
+        if check in hits:
+            hits -= implied
     if hits & PICTURE:
         hits.discard("scene_change")
     return hits

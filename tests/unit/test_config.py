@@ -55,3 +55,17 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("[mqtt\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken)
+
+
+def test_threshold_check_names_match_the_checks() -> None:
+    from drivers.camera.quality_rules import CHECKS
+    from gateway.config_devices import THRESHOLD_CHECKS
+
+    assert CHECKS[1:] == THRESHOLD_CHECKS  # all but signal_loss (signal_loss_s)
+
+
+def test_unknown_threshold_names_stop_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[video_quality.thresholds]\nbluriness = 3.0\n")
+    with pytest.raises(ConfigError, match=r"video_quality\.thresholds"):
+        load_settings(path)

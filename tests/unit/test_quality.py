@@ -185,11 +185,11 @@ def test_a_fixed_threshold_replaces_the_baseline_and_needs_no_learning() -> None
     assert quality.observe(scene.frame(1), 10.0).hits == {"too_dark"}
 
 
-def test_an_unknown_threshold_is_refused() -> None:
-    with pytest.raises(ValueError, match="no check blurry takes a threshold"):
-        CameraQuality(VideoQualitySettings(thresholds={"blurry": 1.0}))
+def test_an_unknown_threshold_is_refused_when_the_config_loads() -> None:
+    with pytest.raises(ValueError, match=r"unknown checks \['blurry'\]"):
+        VideoQualitySettings(thresholds={"blurry": 1.0})
     with pytest.raises(ValueError, match="signal_loss"):
-        CameraQuality(VideoQualitySettings(thresholds={"signal_loss": 1.0}))
+        VideoQualitySettings(thresholds={"signal_loss": 1.0})
 
 
 def test_only_black_and_frozen_are_judged_while_learning() -> None:
