@@ -67,6 +67,13 @@ class _Entry:
     last_status: dict[str, Any] | None = None
 
 
+def states_of(entries: list[tuple[str, _Entry]]) -> dict[str, DeviceState]:
+    """Frozen states of a copied entry list; safe in a worker thread (it only reads)."""
+    return {
+        key: DeviceState(key, e.state, e.since, e.last_seen, e.last_status) for key, e in entries
+    }
+
+
 class AvailabilityTracker:
     """Per-device state from messages and silence; also last seen and last status."""
 
@@ -152,10 +159,18 @@ class AvailabilityTracker:
 
     def states(self) -> dict[str, DeviceState]:
         """Every device heard of, by key."""
-        return {
-            key: DeviceState(key, e.state, e.since, e.last_seen, e.last_status)
-            for key, e in self._devices.items()
-        }
+        return states_of(list(self._devices.items()))
+
+    def entries(self) -> list[tuple[str, _Entry]]:
+        """A cheap copy of the entry list (for `states_of` in a worker thread)."""
+        return list(self._devices.items())
+
+    def counts(self) -> dict[str, int]:
+        """Devices per state, without building records."""
+        result = {"online": 0, "offline": 0, "unknown": 0}
+        for entry in self._devices.values():
+            result[entry.state] += 1
+        return result
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -163,14 +178,27 @@ class AvailabilityTracker:
     def __contains__(self, key: object) -> bool:
         return key in self._devices
 
+    def entry_map(self) -> dict[str, _Entry]:
+        """The live entries by key (read them, do not keep them)."""
+        return self._devices
+
+    @staticmethod
+    def record(e: _Entry) -> DeviceRecord:
+        """The API record of one entry."""
+        return DeviceRecord(
+            school=e.school,
+            kind=e.kind,
+            device=e.device,
+            last_seen=e.last_seen,
+            availability=e.state,
+            since=e.since,
+            last_status=e.last_status,
+            messages=e.messages,
+        )
+
     def records(self, school: str | None = None, kind: str | None = None) -> list[DeviceRecord]:
         """Devices heard of, sorted by key, optionally filtered."""
         return [
-            DeviceRecord(
-                school=e.school, kind=e.kind, device=e.device, last_seen=e.last_seen,
-                availability=e.state, since=e.since, last_status=e.last_status,
-                messages=e.messages,
-            )
-            for key, e in sorted(self._devices.items())
+            self.record(e) for key, e in sorted(self._devices.items())
             if (school is None or e.school == school) and (kind is None or e.kind == kind)
         ]  # fmt: skip

@@ -9,11 +9,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 from gateway.alarms import OfflineTroubles
-from gateway.availability import AvailabilityTracker, Change
+from gateway.availability import AvailabilityTracker, Change, states_of
 from gateway.config import Settings
 from gateway.coverage import Coverage, compute
 from gateway.lineproto import change_line
@@ -22,6 +23,10 @@ from gateway.ports import AlarmStore, RegistrySource
 from gateway.registry import Device, Location, Registry
 
 log = logging.getLogger(__name__)
+# Built once: orjson keeps ~4 KB per result, which 100k retained states would multiply.
+_SPOKEN = {
+    state: orjson.dumps({"state": state, "by": "gateway"}) for state in ("online", "offline")
+}
 
 
 class Fleet:
@@ -41,6 +46,7 @@ class Fleet:
         self.coverage_ms = 0.0
         self.coverage_wanted = asyncio.Event()
         self.registry_changed = asyncio.Event()
+        self._unpublished: dict[str, bytes] = {}
         self.tracker = AvailabilityTracker(settings.availability, self.registered)
         self.troubles = OfflineTroubles(settings.availability.trouble_cooldown_s, self.registered)
 
@@ -73,11 +79,11 @@ class Fleet:
             try:
                 started = time.perf_counter()
                 tests = await store.last_test_ok()
-                states = self.tracker.states()
+                entries, registry = self.tracker.entries(), self.registry
+                # Building 100k frozen states is done in the thread too, off the event loop.
                 self.coverage = await asyncio.to_thread(
-                    compute, self.registry, states, tests, self._settings.coverage,
-                    datetime.now(UTC),
-                )  # fmt: skip
+                    _compute_from_entries, registry, entries, tests, self._settings
+                )
                 self.coverage_ms = (time.perf_counter() - started) * 1000
             except Exception:
                 log.exception("coverage could not be computed")
@@ -100,16 +106,25 @@ class Fleet:
                 self._add_point(change_line(change.school, change.kind.value, change.device,
                                             change.state, change.reason, change.at))  # fmt: skip
             if change.publish and change.state != "unknown":
-                topic = f"{root}/{change.key}/availability"
-                payload = orjson.dumps({"state": change.state, "by": "gateway"})
-                if not self._publish(topic, payload):
-                    log.warning("could not publish %s for %s (broker down)", change.state, topic)
+                self._unpublished[f"{root}/{change.key}/availability"] = _SPOKEN[change.state]
+        self.publish_pending()
+
+    def publish_pending(self, at_most: int = 2000) -> None:
+        """Publish retained states not yet taken by the client (only the latest per device).
+
+        The client holds at most 65,535 QoS 1 messages in flight; a fleet-wide change (100k
+        devices coming online) is published over several rounds instead of being refused."""
+        for topic in list(self._unpublished)[:at_most]:
+            if not self._publish(topic, self._unpublished[topic]):
+                break
+            del self._unpublished[topic]
 
     async def watch(self, store: AlarmStore, connected: Callable[[], bool]) -> None:
         """Check silence every interval; commit the troubles it raises, apply the changes."""
         interval = self._settings.availability.check_interval_s
         while True:
             await asyncio.sleep(interval)
+            self.publish_pending()
             changes = self.tracker.check(datetime.now(UTC), connected())
             if not changes:
                 continue
@@ -125,28 +140,41 @@ class Fleet:
         kind: str | None = None,
         registered: bool | None = None,
         state: str | None = None,
-    ) -> list[DeviceRecord]:
-        """Heard devices (marked registered or not) plus registered ones never heard."""
-        heard = {
-            f"{r.school}/{r.kind}/{r.device}": r.model_copy(
-                update={"registered": f"{r.school}/{r.kind}/{r.device}" in self.registry}
-            )
-            for r in self.tracker.records(school, kind)
-        }
-        for key, device in self.registry.devices.items():
-            if key in heard or (school and device.school != school):
-                continue
-            if kind and device.kind != kind:
-                continue
-            heard[key] = DeviceRecord(
-                school=device.school, kind=Kind(device.kind), device=device.id, registered=True
-            )
-        return [
-            r
-            for _, r in sorted(heard.items())
-            if (registered is None or r.registered == registered)
-            and (state is None or r.availability == state)
-        ]
+        never_seen: bool = False,
+        page: tuple[int, int] = (0, 1_000_000),
+    ) -> tuple[int, list[DeviceRecord]]:
+        """Heard devices (marked registered or not) plus registered ones never heard: the total
+        matching the filters and the records of one page (offset, limit), sorted by key.
+        Filters run on keys and states; records are built only for the page."""
+        heard = self.tracker.entry_map()
+        keys = sorted(
+            key for key in heard.keys() | self.registry.devices.keys()
+            if self._keep(key, heard.get(key), school, kind, registered, state, never_seen)
+        )  # fmt: skip
+        offset, limit = page
+        chosen = keys[offset : offset + limit]
+        return len(keys), [self._record(key, heard.get(key)) for key in chosen]
+
+    def _keep(
+        self, key: str, entry: Any, school: str | None, kind: str | None,
+        registered: bool | None, state: str | None, never_seen: bool,
+    ) -> bool:  # fmt: skip
+        key_school, key_kind, _ = key.split("/", 2)
+        is_registered = key in self.registry.devices
+        return (
+            (school is None or key_school == school)
+            and (kind is None or key_kind == kind)
+            and (registered is None or is_registered == registered)
+            and (state is None or (entry.state if entry else "unknown") == state)
+            and (not never_seen or (is_registered and (entry is None or entry.last_seen is None)))
+        )
+
+    def _record(self, key: str, entry: Any) -> DeviceRecord:
+        registered = key in self.registry.devices
+        if entry is not None:
+            return self.tracker.record(entry).model_copy(update={"registered": registered})
+        school, kind, device = key.split("/", 2)
+        return DeviceRecord(school=school, kind=Kind(kind), device=device, registered=True)
 
 
 def test_button(registry: Registry, school: str) -> Device | None:
@@ -155,3 +183,9 @@ def test_button(registry: Registry, school: str) -> Device | None:
     gatehouse = [d for d in buttons if d.location == Location.GATEHOUSE]
     chosen = gatehouse or buttons
     return chosen[0] if chosen else None
+
+
+def _compute_from_entries(
+    registry: Registry, entries: list[Any], tests: dict[str, datetime], settings: Settings
+) -> Coverage:
+    return compute(registry, states_of(entries), tests, settings.coverage, datetime.now(UTC))

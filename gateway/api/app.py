@@ -207,11 +207,10 @@ def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
         limit: Limit = 1000,
         offset: Offset = 0,
     ) -> Page[DeviceRecord]:
-        records = ctx.fleet.records(school, kind, registered, state)
-        if never_seen:
-            records = [r for r in records if r.registered and r.last_seen is None]
-        page = records[offset : offset + limit]
-        return Page[DeviceRecord](total=len(records), limit=limit, offset=offset, items=page)
+        total, page = ctx.fleet.records(
+            school, kind, registered, state, never_seen, page=(offset, limit)
+        )
+        return Page[DeviceRecord](total=total, limit=limit, offset=offset, items=page)
 
     @app.get("/api/cameras", summary="Camera health: video quality troubles, scores, evidence")
     async def cameras(school: str | None = None) -> list[dict[str, Any]]:
