@@ -1,16 +1,20 @@
-"""The bench's harness: the processes it starts and stops, and an MQTT publisher that counts.
+"""The bench's harness: the processes it starts and stops, an MQTT publisher that counts, and
+the CPU time of each process (and of other jobs on this machine).
 
-Used by bench/pipeline.py (run as a script, so bench/ is on sys.path); it reuses the launchers
-of simulators/servers.py and never imports tests/.
+Imported by the bench's scripts (run as scripts, so bench/ is on sys.path); it reuses the
+launchers of simulators/servers.py and never imports tests/.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +30,6 @@ from simulators.servers import (
     InfluxDB,
     Mosquitto,
     find_binary,
-    free_port,
     log_tail,
     spawn,
     stop_process,
@@ -94,15 +97,17 @@ class Stack:
         self.root = root
         self.broker = Mosquitto()
         self.influx = InfluxDB()
-        self.police_port = free_port()
-        self.api_port = free_port()
+        # Chosen together so that no two are the same (free_port() twice can be).
+        ports = free_ports(5)
+        self.police_port, self.api_port, self.broker_port, *self.influx_ports = ports
         self.children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
     def start(self) -> None:
         """Start everything and wait until each answers; BenchError with its log if not."""
         note(f"starting mosquitto, influxd, police endpoint and gateway in {self.root}")
-        self.broker.start(self.root / "mosquitto", free_port())
-        self.influx.start(self.root / "influxdb", free_port())
+        self.broker.start(self.root / "mosquitto", self.broker_port)
+        http, rpc = self.influx_ports
+        self.influx.start(self.root / "influxdb", http, rpc_port=rpc)
         police = [str(ENDPOINT), "--port", str(self.police_port)]
         self._spawn("police", police, self.police("/healthz"))
         config = self.root / "campusgw.toml"
@@ -134,6 +139,21 @@ class Stack:
         """The gateway's exit code if it died during the run, else None."""
         return next((p.poll() for n, p, _ in self.children if n == "gateway"), None)
 
+    def pids(self) -> dict[str, int]:
+        """PID of every process the stack runs, by name."""
+        pids = {name: proc.pid for name, proc, _ in self.children}
+        for name, server in (("mosquitto", self.broker), ("influxd", self.influx)):
+            if server.pid is not None:
+                pids[name] = server.pid
+        return pids
+
+    def stats(self) -> dict[str, Any]:
+        """The gateway's GET /api/stats; BenchError when it does not answer."""
+        try:
+            return dict(get_json(self.api("/api/stats")))
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"gateway API /api/stats did not answer: {exc}") from exc
+
     def police(self, path: str) -> str:
         """URL of a path of the police endpoint."""
         return f"http://127.0.0.1:{self.police_port}{path}"
@@ -141,6 +161,15 @@ class Stack:
     def api(self, path: str) -> str:
         """URL of a path of the gateway API."""
         return f"http://127.0.0.1:{self.api_port}{path}"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback TCP ports that nothing listens on right now."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def clean_env() -> dict[str, str]:
@@ -225,6 +254,96 @@ class Publisher:
         self.client.disconnect()
         if self.threaded:
             self.client.loop_stop()
+
+
+def publish_plans(
+    pubs: list[Publisher], plans: list[list[tuple[str, bytes]]], qos: int
+) -> tuple[float, float]:
+    """One thread per publisher hands its plan to paho; returns the start (wall, perf)."""
+    for pub, plan in zip(pubs, plans, strict=True):
+        pub.target = len(plan)
+    threads = [
+        threading.Thread(target=pub.publish_all, args=(plan, qos), name=f"publisher-{i}")
+        for i, (pub, plan) in enumerate(zip(pubs, plans, strict=True))
+    ]
+    t0_wall, t0 = time.time(), time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return t0_wall, t0
+
+
+def split(total: int, parts: int) -> list[int]:
+    """total as `parts` near-equal shares."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system, all threads) each process used so far; gone ones are left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """cpu_seconds of the processes, plus `machine`: every process on this machine."""
+    return cpu_seconds(pids) | {"machine": machine_busy_seconds()}
+
+
+def cpu_shares(
+    first: dict[str, float], last: dict[str, float], span: float, extra: dict[str, float]
+) -> dict[str, float]:
+    """% of one core per process between two snapshots `span` seconds apart, `extra` shares
+    overriding; `other` is what processes the bench did not start used (another job on a
+    shared machine skews every figure)."""
+    if span <= 0:
+        return {}
+    cpu = {n: (last[n] - first[n]) / span * 100 for n in last if n in first} | extra
+    machine = cpu.pop("machine")
+    cpu["other"] = max(0.0, machine - sum(cpu.values()))
+    return cpu
+
+
+class CpuWindow:
+    """CPU shares of the stack's processes, the bench and everything else, from creation on."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.pids = stack.pids() | {"bench": os.getpid()}
+        self.started = time.monotonic()
+        self.first = cpu_snapshot(self.pids)
+
+    def shares(self) -> dict[str, float]:
+        """% of one core each used since creation."""
+        span = time.monotonic() - self.started
+        return cpu_shares(self.first, cpu_snapshot(self.pids), span, {})
+
+
+def wait_quiet(limit_s: float, pids: dict[str, int], max_pct: float = 15.0) -> float:
+    """Wait up to limit_s for a second in which processes other than `pids` and the bench used
+    less than max_pct % of one core; returns that last second's figure (one second at least)."""
+    pids = pids | {"bench": os.getpid()}
+    deadline = time.monotonic() + limit_s
+    while True:
+        first, started = cpu_snapshot(pids), time.monotonic()
+        time.sleep(1.0)
+        span = time.monotonic() - started
+        other = cpu_shares(first, cpu_snapshot(pids), span, {})["other"]
+        if other < max_pct or time.monotonic() >= deadline:
+            return other
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes on this machine used so far, all CPUs (/proc/stat, not idle)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def version_of(argv: list[str], prefix: str) -> str:

@@ -1,54 +1,75 @@
-"""Benchmark of the whole pipeline: telemetry throughput and button-press-to-police latency.
+"""Benchmark of the whole pipeline: durable-commit cost, telemetry throughput, alarm latency idle
+and under a paced telemetry load, and alarms per second with durable commits.
 
-Starts its own mosquitto, influxd, police endpoint (bench/endpoint.py) and gateway
-(`python -m gateway run`) as subprocesses on free loopback ports in a temp dir, drives them
-over MQTT, prints figures and stops every process it started, by PID. Never run as a test.
+Starts its own mosquitto, influxd, police endpoint (bench/endpoint.py, answers 200) and gateway
+(`python -m gateway run`) as subprocesses on free loopback ports in a temp dir, drives them over
+MQTT, prints figures and stops every process it started, by PID. Never run as a test. Phases,
+in this order (--phases picks some; the gateway settles between them):
 
-(a) throughput: --messages button status messages, each with its own seq and ts, published as
-    fast as paho takes them by --publishers clients; then InfluxDB is polled every 50 ms until
-    it holds every point. Prints the publish rate (first publish -> last PUBACK) and the end-to-
-    end rate (first publish -> last point counted by SELECT count("seq") FROM button_status).
-(b) alarm latency: --presses police button presses, QoS 1, paced at --press-rate per second by
-    one client. Latency is the police endpoint's time.time() when the gateway's POST arrives
-    minus the bench's time.time() just before publishing; it is also split at the gateway's
-    `received_at` (publish -> gateway ingest, gateway ingest -> police). Prints p50/p90/p99/max
-    (nearest rank), sent vs received and duplicates (a press received more than once).
---with-load runs (b) while (a) runs; "sent while load ran" are the presses published before
-the last telemetry point was visible. The gateway's broker queue is capped at 100000 messages
-(docker/mosquitto.conf), so --messages above that can lose messages if the gateway lags.
+fsync       4 KiB write+fsync, and one SQLite WAL synchronous=FULL commit, p50/p99, timed in
+            the store's directory: the floor under every alarm commit.
+throughput  --messages status messages published as fast as paho takes them by --publishers
+            clients; then InfluxDB is polled until it holds every point. Publish rate (first
+            publish -> last PUBACK) and end-to-end rate (-> last point counted in InfluxDB).
+idle        --presses police presses, QoS 1, paced at --press-rate by one client. Latency is
+            the police endpoint's time.time() at the POST's arrival minus the bench's
+            time.time() just before publishing, split at the gateway's `received_at`.
+load        for each --load-qos: bench/load.py (a child process) publishes --load-rate status
+            msg/s for --load-duration s from --load-publishers clients, paced per 10 ms tick;
+            presses at --press-rate run from 1 s after it starts to 1 s before it ends.
+            Prints the achieved load rate, latency, the gateway's counters (messages in, points
+            written, write rate, points pending, drain time) and each process's CPU share.
+rate        --alarms presses (distinct device and seq) from --alarm-publishers clients, QoS 1,
+            as fast as they go: time until /api/stats shows them all stored, and until the
+            police endpoint has them all (distinct Idempotency-Keys); then checks the counts.
 
-    .venv/bin/python bench/pipeline.py                 # (a), then (b)
-    .venv/bin/python bench/pipeline.py --with-load     # (b) while (a) floods the gateway
-    .venv/bin/python bench/pipeline.py --json          # one JSON summary on stdout
+Every phase also prints each process's share of a core and what other jobs on this machine
+used meanwhile: on a shared 2-core machine another job skews latency badly, so those lines are
+flagged. Percentiles are nearest rank. --runs N repeats everything on a fresh stack and ends
+with the range (min - max) of each headline figure. The default takes about 1.5 minutes.
+
+    .venv/bin/python bench/pipeline.py                        # every phase, once
+    .venv/bin/python bench/pipeline.py --runs 3               # three runs and their ranges
+    .venv/bin/python bench/pipeline.py --phases idle,load --load-qos 1 --load-duration 60
+    .venv/bin/python bench/pipeline.py --json                 # one JSON summary on stdout
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from harness import DB, BenchError, Publisher, Stack, get_json, machine_facts, note, poll_until
+from alarmrate import run_rate
+from harness import (
+    DB,
+    BenchError,
+    CpuWindow,
+    Publisher,
+    Stack,
+    machine_facts,
+    note,
+    poll_until,
+    publish_plans,
+    split,
+    wait_quiet,
+)
+from latency import latency_figures, run_presses
+from loaded import run_loaded, settle
+from probes import fsync_cost, sqlite_commit_cost
+from report import text_report
 
 from simulators.servers import InfluxDB, InfluxError, log_tail
 
-PRESS_SCHOOL, PRESS_DEVICES = "s0", 20
-
-Key = tuple[str, int]  # (device, seq) of a button press
-
-
-def split(total: int, parts: int) -> list[int]:
-    """total as `parts` near-equal shares."""
-    return [total // parts + (i < total % parts) for i in range(parts)]
+PHASES = ("fsync", "throughput", "idle", "load", "rate")
 
 
 def telemetry(publisher: int, count: int, devices: int, first: int) -> list[tuple[str, bytes]]:
@@ -65,52 +86,31 @@ def telemetry(publisher: int, count: int, devices: int, first: int) -> list[tupl
     return out
 
 
-# --- (a) throughput --------------------------------------------------------------------------
-
-
-def run_throughput(
-    stack: Stack, args: argparse.Namespace, started: threading.Event | None = None
-) -> dict[str, Any]:
+def run_throughput(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """Publish --messages status messages from --publishers clients; wait for all points."""
     shares = split(args.messages, args.publishers)
     devices = max(1, args.devices // args.publishers)
     plans = [telemetry(p, n, devices, sum(shares[:p])) for p, n in enumerate(shares)]
-    pubs = [Publisher(stack.broker.port, f"bench-load-{p}") for p in range(args.publishers)]
+    pubs = [Publisher(stack.broker.port, f"bench-tp-{p}") for p in range(args.publishers)]
+    points0 = count_points(stack.influx)
     try:
         note(f"throughput: publishing {args.messages} messages from {args.publishers} clients")
-        t0_wall, t0 = publish_plans(pubs, plans, args.qos, started)
+        t0_wall, t0 = publish_plans(pubs, plans, args.qos)
         acked, _ = poll_until(lambda: sum(p.acked for p in pubs), args.messages, 0.005)
         publish_s = max(p.done_at for p in pubs) - t0 if acked >= args.messages else None
         note("throughput: published; waiting for every point to be visible in InfluxDB")
-        visible, at = poll_until(lambda: count_points(stack.influx), args.messages)
+        visible, at = poll_until(lambda: count_points(stack.influx) - points0, args.messages)
     finally:
         for pub in pubs:
             pub.close()
-    errors = sum(p.errors for p in pubs)
-    return throughput_figures(args, acked, errors, publish_s, visible, t0_wall, at)
-
-
-def publish_plans(
-    pubs: list[Publisher],
-    plans: list[list[tuple[str, bytes]]],
-    qos: int,
-    started: threading.Event | None,
-) -> tuple[float, float]:
-    """One thread per publisher hands its plan to paho; returns the start (wall, perf)."""
-    for pub, plan in zip(pubs, plans, strict=True):
-        pub.target = len(plan)
-    threads = [
-        threading.Thread(target=pub.publish_all, args=(plan, qos), name=f"publisher-{i}")
-        for i, (pub, plan) in enumerate(zip(pubs, plans, strict=True))
-    ]
-    t0_wall, t0 = time.time(), time.perf_counter()
-    if started is not None:
-        started.set()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return t0_wall, t0
+    end_to_end_s = None if at is None else at - t0_wall
+    return {
+        "messages": args.messages, "publishers": args.publishers, "devices": args.devices,
+        "qos": args.qos, "acked": acked, "publish_errors": sum(p.errors for p in pubs),
+        "publish_rate_msg_s": args.messages / publish_s if publish_s else None,
+        "points_visible": visible, "end_to_end_s": end_to_end_s,
+        "end_to_end_msg_s": args.messages / end_to_end_s if end_to_end_s else None,
+    }  # fmt: skip
 
 
 def count_points(influx: InfluxDB) -> int:
@@ -121,231 +121,79 @@ def count_points(influx: InfluxDB) -> int:
         return 0
 
 
-def throughput_figures(
-    args: argparse.Namespace,
-    acked: int,
-    errors: int,
-    publish_s: float | None,
-    visible: int,
-    t0_wall: float,
-    visible_at: float | None,
+def run_phases(stack: Stack, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """The stack's phases in order, each after the gateway settled from the one before."""
+    if "throughput" in args.phases:
+        out["throughput"] = with_cpu(stack, args, lambda: run_throughput(stack, args))
+    if "idle" in args.phases:
+        out["idle"] = with_cpu(stack, args, lambda: idle_latency(stack, args))
+    if "load" in args.phases:
+        out["loaded"] = []
+        for qos in args.load_qos:
+            quiet(stack, args)
+            out["loaded"].append(run_loaded(stack, args, qos))
+    if "rate" in args.phases:
+        out["rate"] = with_cpu(stack, args, lambda: run_rate(stack, args))
+
+
+def quiet(stack: Stack, args: argparse.Namespace) -> None:
+    """With --quiet-wait, wait for other jobs on this machine to calm down before a phase."""
+    if args.quiet_wait > 0:
+        other = wait_quiet(args.quiet_wait, stack.pids())
+        if other >= 15:
+            note(f"other jobs still use {other:.0f} % of a core; going on")
+
+
+def with_cpu(
+    stack: Stack, args: argparse.Namespace, phase: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """Rates from the raw times; None where the run did not get that far."""
-    end_to_end_s = None if visible_at is None else visible_at - t0_wall
-    return {
-        "messages": args.messages,
-        "publishers": args.publishers,
-        "devices": args.devices,
-        "qos": args.qos,
-        "acked": acked,
-        "publish_errors": errors,
-        "publish_s": publish_s,
-        "publish_rate_msg_s": args.messages / publish_s if publish_s else None,
-        "points_visible": visible,
-        "end_to_end_s": end_to_end_s,
-        "end_to_end_msg_s": args.messages / end_to_end_s if end_to_end_s else None,
-        "started_at": t0_wall,
-        "ended_at": visible_at or time.time(),
-    }
-
-
-# --- (b) alarm latency -----------------------------------------------------------------------
-
-
-def send_presses(pub: Publisher, count: int, rate: float) -> dict[Key, float]:
-    """Publish `count` police presses at `rate` per second; the wall-clock send time of each."""
-    sent: dict[Key, float] = {}
-    pub.target = count
-    start = time.perf_counter()
-    for i in range(count):
-        device, seq = f"p{i % PRESS_DEVICES + 1}", i // PRESS_DEVICES
-        while (delay := start + i / rate - time.perf_counter()) > 0:
-            pub.pump(delay)  # reads PUBACKs while waiting for the next press
-        body = {"seq": seq, "ts": datetime.now(UTC), "event": "press", "category": "police"}
-        payload = orjson.dumps(body, option=orjson.OPT_UTC_Z)
-        sent[(device, seq)] = time.time()
-        pub.publish(f"campus/{PRESS_SCHOOL}/button/{device}/event", payload, qos=1)
-    return sent
-
-
-def run_presses(stack: Stack, args: argparse.Namespace) -> tuple[dict[Key, float], list[Any]]:
-    """Send the presses, wait until the police endpoint received them all (or stalled)."""
-    note(f"latency: {args.presses} presses at {args.press_rate}/s")
-    pub = Publisher(stack.broker.port, "bench-press", threaded=False)
-    try:
-        sent = send_presses(pub, args.presses, args.press_rate)
-        poll_until(lambda: pub.pump(0.01), len(sent), 0)
-    finally:
-        pub.close()
-    note("latency: all sent; waiting for the police endpoint to receive them")
-    poll_until(lambda: police_unique(stack), len(sent))
-    records: list[Any] = get_json(stack.police("/received"))["alarms"]
-    return sent, records
-
-
-def police_unique(stack: Stack) -> int:
-    """Distinct alarms the police endpoint received so far (without fetching them)."""
-    try:
-        return int(get_json(stack.police("/count"))["unique_keys"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
-def first_arrivals(
-    sent: dict[Key, float], records: list[Any]
-) -> tuple[dict[Key, dict[str, Any]], int, int]:
-    """The first record of each press sent, and the counts of later (duplicate) and
-    unexpected records."""
-    first: dict[Key, dict[str, Any]] = {}
-    duplicates = unexpected = 0
-    for record in records:
-        alarm = record["alarm"]
-        key = (alarm.get("device"), alarm.get("seq"))
-        if alarm.get("school") != PRESS_SCHOOL or key not in sent:
-            unexpected += 1
-        elif key in first:
-            duplicates += 1
-        else:
-            first[key] = record
-    return first, duplicates, unexpected
-
-
-def latency_figures(
-    sent: dict[Key, float], records: list[Any], load_until: float | None = None
-) -> dict[str, Any]:
-    """Send -> police arrival per press, split at the gateway's `received_at` (its wall clock
-    when it began handling the MQTT batch holding the press)."""
-    first, duplicates, unexpected = first_arrivals(sent, records)
-    total = {k: (r["at"] - sent[k]) * 1000 for k, r in first.items()}
-    ingest = {k: (wall(r["alarm"]["received_at"]) - sent[k]) * 1000 for k, r in first.items()}
-    figures: dict[str, Any] = {"sent": len(sent), "received": len(first)}
-    figures |= {"missing": len(sent) - len(first), "duplicates": duplicates}
-    figures |= {"unexpected": unexpected, **percentiles(list(total.values()))}
-    figures["to_gateway"] = percentiles(list(ingest.values()))
-    figures["in_gateway"] = percentiles([total[k] - ingest[k] for k in total])
-    if load_until is not None:
-        loaded = [v for k, v in total.items() if sent[k] <= load_until]
-        figures["under_load"] = {"received": len(loaded), **percentiles(loaded)}
+    """Run a phase, add each process's CPU share during it, let the gateway settle."""
+    quiet(stack, args)
+    window = CpuWindow(stack)
+    figures = phase() | {"cpu_pct": window.shares()}
+    settle(stack)
     return figures
 
 
-def wall(iso: str) -> float:
-    """An RFC 3339 time as time.time() seconds."""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+def idle_latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Presses with nothing else going on."""
+    return latency_figures(*run_presses(stack, "idle", args.presses, args.press_rate))
 
 
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """p50, p90, p99 (nearest rank) and max, in the values' unit; None when empty."""
-    ordered = sorted(values)
-
-    def rank(q: float) -> float | None:
-        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] if ordered else None
-
-    return {"p50_ms": rank(0.50), "p90_ms": rank(0.90), "p99_ms": rank(0.99), "max_ms": rank(1)}
-
-
-# --- running and reporting -------------------------------------------------------------------
-
-
-def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """(a) then (b), or (b) during (a) with --with-load."""
-    if not args.with_load:
-        throughput = run_throughput(stack, args)
-        return {"throughput": throughput, "latency": latency_figures(*run_presses(stack, args))}
-    result: dict[str, Any] = {}
-    started = threading.Event()
-
-    def load() -> None:
+def run_once(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """One run on a fresh stack in root; every process is stopped whatever happens."""
+    out: dict[str, Any] = {"busy_before_pct": wait_quiet(args.quiet_wait, {})}
+    if out["busy_before_pct"] > 15:
+        note(f"this machine is busy: {out['busy_before_pct']:.0f} % of a core before the run")
+    if "fsync" in args.phases:
+        note("fsync: timing write+fsync and SQLite commits next to the store")
+        out["fsync"] = fsync_cost(root / "gateway", args.fsync_samples)
+        out["sqlite_commit"] = sqlite_commit_cost(root / "gateway", args.fsync_samples)
+    if set(args.phases) == {"fsync"}:
+        return out
+    stack = Stack(root)
+    try:
+        stack.start()
         try:
-            result["throughput"] = run_throughput(stack, args, started)
-        except BaseException as exc:
-            result["error"] = exc
-            started.set()
-
-    thread = threading.Thread(target=load, name="telemetry-load")
-    thread.start()
-    try:
-        started.wait()
-        sent, records = run_presses(stack, args)
+            run_phases(stack, args, out)
+        except BenchError as exc:
+            if stack.gateway_exit() is not None:
+                tail = log_tail(root / "gateway.log", 40)
+                raise BenchError(f"{exc}\ngateway DIED ({stack.gateway_exit()}):\n{tail}") from exc
+            raise
+        out["gateway"] = stack.stats()
     finally:
-        thread.join()
-    if "error" in result:
-        raise result["error"]
-    until = result["throughput"]["ended_at"]
-    return {"throughput": result["throughput"], "latency": latency_figures(sent, records, until)}
+        stack.stop()
+    return out
 
 
-def gateway_facts(stack: Stack) -> dict[str, Any]:
-    """The gateway's own counters after the run, and whether it is still alive."""
-    code = stack.gateway_exit()
-    if code is not None:
-        tail = log_tail(stack.root / "gateway.log", 40)
-        return {"alive": False, "exit_code": code, "log_tail": tail}
-    try:
-        return {"alive": True, "stats": get_json(stack.api("/api/stats"))}
-    except (OSError, ValueError) as exc:
-        return {"alive": True, "stats_error": str(exc)}
-
-
-def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
-    """A number with its unit, or `n/a` when the run did not get that far."""
-    if value is None:
-        return "n/a"
-    return f"{value:,.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
-
-
-def text_report(summary: dict[str, Any]) -> list[str]:
-    """The header and one line per figure."""
-    m, t, lat = summary["machine"], summary["throughput"], summary["latency"]
-    load = " (alarm presses running alongside)" if summary["with_load"] else ""
-    lines = [
-        "campusgw pipeline benchmark",
-        f"machine: {m['cpus']} CPUs, {m['platform']}, load average {m['load_average']}",
-        f"python {m['python']}, paho-mqtt {m['paho_mqtt']}, mosquitto {m['mosquitto']}, "
-        f"influxd {m['influxd']}, commit {m['commit']}",
-        f"throughput{load}: {t['messages']} status messages, QoS {t['qos']}, "
-        f"{t['publishers']} publishers, {t['devices']} devices",
-        f"  publish rate (first publish -> last PUBACK): {fmt(t['publish_rate_msg_s'], ' msg/s')}",
-        f"  end to end (first publish -> last point in InfluxDB): "
-        f"{fmt(t['end_to_end_msg_s'], ' msg/s')} over {fmt(t['end_to_end_s'], ' s', 2)}",
-        f"  points visible: {t['points_visible']} of {t['messages']}; acked {t['acked']}",
-    ]
-    return lines + latency_lines(lat, summary) + gateway_lines(summary["gateway"])
-
-
-def latency_lines(lat: dict[str, Any], summary: dict[str, Any]) -> list[str]:
-    """Latency figures, ms: all presses, their two legs, and the under-load subset if any."""
-    load = ", under telemetry load" if summary["with_load"] else ""
-    lines = [
-        f"alarm latency (press published -> police endpoint received){load}: "
-        f"{summary['presses']} presses at {summary['press_rate']}/s, QoS 1",
-        f"  sent {lat['sent']}, received {lat['received']}, missing {lat['missing']}, "
-        f"duplicates {lat['duplicates']}, unexpected {lat['unexpected']}",
-    ]
-    rows = [
-        ("latency", lat),
-        ("  publish -> gateway ingest", lat["to_gateway"]),
-        ("  gateway ingest -> police", lat["in_gateway"]),
-    ]
-    if "under_load" in lat:
-        loaded = lat["under_load"]
-        rows.append((f"latency of the {loaded['received']} sent while load ran", loaded))
-    for name, p in rows:
-        lines.append(
-            f"  {name}: p50 {fmt(p['p50_ms'], ' ms')}, p90 {fmt(p['p90_ms'], ' ms')}, "
-            f"p99 {fmt(p['p99_ms'], ' ms')}, max {fmt(p['max_ms'], ' ms')}"
-        )
-    return lines
-
-
-def gateway_lines(gw: dict[str, Any]) -> list[str]:
-    """The gateway's counters, or how it died."""
-    if not gw["alive"]:
-        return [f"gateway DIED with exit code {gw['exit_code']}; log tail:", gw["log_tail"]]
-    stats = gw.get("stats", {})
-    keys = ("messages_in", "points_written", "write_errors", "alarms_raised", "delivery_failures")
-    shown = ", ".join(f"{k} {stats[k]}" for k in keys if k in stats)
-    return [f"gateway counters: {shown or gw.get('stats_error', 'none')}"]
+def phase_list(text: str) -> list[str]:
+    """--phases: a comma-separated subset of PHASES."""
+    phases = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown or not phases:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(PHASES)}; got {text!r}")
+    return phases
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,43 +204,61 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = p.add_argument
-    add("--messages", type=int, default=20000, help="status messages in (a) (default: 20000)")
-    add("--publishers", type=int, default=4, help="MQTT clients publishing them (default: 4)")
-    add("--devices", type=int, default=200, help="devices they are spread over (default: 200)")
-    add("--qos", type=int, choices=(0, 1, 2), default=1, help="QoS of (a) (default: 1)")
-    add("--presses", type=int, default=500, help="button presses in (b) (default: 500)")
-    add("--press-rate", type=float, default=50.0, help="presses per second (default: 50)")
-    add("--with-load", action="store_true", help="run (b) while (a) publishes, not after it")
+    add("--phases", type=phase_list, default=list(PHASES),
+        help=f"comma-separated phases to run (default: {','.join(PHASES)})")  # fmt: skip
+    add("--runs", type=int, default=1, help="repeat on a fresh stack; print ranges (default: 1)")
+    add("--fsync-samples", type=int, default=200, help="fsync and commit samples (default: 200)")
+    add("--messages", type=int, default=20000, help="throughput: messages (default: 20000)")
+    add("--publishers", type=int, default=4, help="throughput: MQTT clients (default: 4)")
+    add("--devices", type=int, default=200, help="throughput: devices (default: 200)")
+    add("--qos", type=int, choices=(0, 1, 2), default=1, help="throughput: QoS (default: 1)")
+    add("--presses", type=int, default=500, help="idle: presses (default: 500)")
+    add("--press-rate", type=float, default=50.0, help="idle, load: presses/s (default: 50)")
+    add("--load-rate", type=float, default=10000.0, help="load: status msg/s (default: 10000)")
+    add("--load-duration", type=float, default=20.0, help="load: seconds (default: 20)")
+    add("--load-qos", type=int, nargs="+", choices=(0, 1), default=[0, 1],
+        help="load: QoS of the load, one load phase each (default: 0 1)")  # fmt: skip
+    add("--load-publishers", type=int, default=4, help="load: MQTT clients (default: 4)")
+    add("--load-devices", type=int, default=1000, help="load: devices (default: 1000)")
+    add("--alarms", type=int, default=20000, help="rate: presses (default: 20000)")
+    add("--alarm-publishers", type=int, default=4, help="rate: MQTT clients (default: 4)")
+    add("--alarm-devices", type=int, default=2000, help="rate: devices (default: 2000)")
+    add("--quiet-wait", type=float, default=0.0, metavar="S",
+        help="before each run and phase wait up to S s for this machine's other jobs to use "
+        "< 15 %% of a core (default: 0: measure 1 s before the run and go on)")  # fmt: skip
     add("--json", action="store_true", help="print one JSON summary instead of text")
     add("--keep", action="store_true", help="keep the temp dir (configs, logs) and print it")
     return p
 
 
-def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """Start the stack in root, measure, stop everything whatever happens."""
-    summary: dict[str, Any] = {"machine": machine_facts(), "with_load": args.with_load}
-    summary |= {"presses": args.presses, "press_rate": args.press_rate}
-    stack = Stack(root)
-    try:
-        stack.start()
-        summary |= measure(stack, args)
-        summary["gateway"] = gateway_facts(stack)
-    finally:
-        stack.stop()
-    return summary
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject values no run can use."""
+    counts = ("runs", "fsync_samples", "messages", "publishers", "devices", "presses",
+              "press_rate", "load_rate", "load_publishers", "load_devices", "alarms",
+              "alarm_publishers", "alarm_devices")  # fmt: skip
+    bad = [f"--{c.replace('_', '-')}" for c in counts if getattr(args, c) <= 0]
+    if bad:
+        parser.error(f"{', '.join(bad)} must be positive")
+    if args.publishers > min(args.messages, args.devices):
+        parser.error("--publishers must not exceed --messages nor --devices")
+    if args.load_duration <= 2.5:
+        parser.error("--load-duration must exceed 2.5 s (presses skip its first and last 1 s)")
+    if args.alarm_publishers > min(args.alarms, args.alarm_devices):
+        parser.error("--alarm-publishers must not exceed --alarms nor --alarm-devices")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit code 1 when a process could not be started or reached."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if min(args.messages, args.publishers, args.devices, args.presses, args.press_rate) <= 0:
-        parser.error("counts and rates must be positive")
-    if args.publishers > min(args.messages, args.devices):
-        parser.error("--publishers must not exceed --messages nor --devices")
-    tmp = tempfile.mkdtemp(prefix="campusgw-bench-")
+    check_args(parser, args)
+    summary: dict[str, Any] = {"machine": machine_facts(), "args": vars(args), "runs": []}
+    tmp = Path(tempfile.mkdtemp(prefix="campusgw-bench-"))
+    started = time.monotonic()
     try:
-        summary = run(args, Path(tmp))
+        for i in range(args.runs):
+            note(f"run {i + 1} of {args.runs}")
+            summary["runs"].append(run_once(args, tmp / f"run{i + 1}"))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -404,10 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             note(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print("\n".join(text_report(summary)))
+    summary["elapsed_s"] = time.monotonic() - started
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(text_report(summary)))
     return 0
 
 
