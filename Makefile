@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages venv demo test lint format unit integration bench schemas clean
+.PHONY: help setup system-packages venv demo test lint format unit integration bench bench-registry bench-vqd schemas clean
 
 help:
 	@echo "make demo   - bring up mosquitto, influxd, gateway, police/fire and fleet simulators"
 	@echo "make test   - lint + unit + integration tests (installs what it needs)"
 	@echo "make lint   - ruff + mypy --strict on gateway/ and drivers/"
 	@echo "make bench  - print throughput and alarm latency figures"
+	@echo "make bench-registry - 100k devices: import, coverage, API latency, memory"
+	@echo "make bench-vqd - video checks: precision/recall on a labelled set, snapshots/s"
 	@echo "make schemas- regenerate docs/schemas/ from the pydantic models"
 
 setup: system-packages venv
@@ -50,6 +52,12 @@ integration: setup
 
 bench: setup
 	$(PY) bench/pipeline.py
+
+bench-registry: setup
+	$(PY) bench/registry_scale.py
+
+bench-vqd: venv
+	$(PY) bench/vqd.py
 
 schemas: venv
 	$(VENV)/bin/campusgw schemas
