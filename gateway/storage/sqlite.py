@@ -192,7 +192,8 @@ class SqliteAlarmStore:
 
     def _due(self, now: float, limit: int) -> list[DueDelivery]:
         found = self.db.execute(
-            f"SELECT alarm_id, endpoint, attempts FROM deliveries WHERE {rows.UNCONFIRMED}"
+            "SELECT alarm_id, endpoint, attempts FROM deliveries"
+            f" INDEXED BY deliveries_unconfirmed WHERE {rows.UNCONFIRMED}"
             " AND next_attempt_at <= ? ORDER BY priority DESC, rowid LIMIT ?",
             (now, limit),
         ).fetchall()
