@@ -6,6 +6,7 @@ readiness (never a fixed sleep) and is stopped by PID in teardown.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -34,6 +35,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+
+
+async def eventually(check: Callable[[], Any], what: str, within_s: float = 5.0) -> Any:
+    """wait_for for async tests: poll without blocking the event loop."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        await asyncio.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from gateway.linkage.dc09 import Dc09Forwarder
 from gateway.linkage.dc09_frame import zone_number
 from gateway.models import Alarm, Kind
 from simulators.servers import free_port
+from tests.integration.conftest import eventually
 
 pysia = pytest.importorskip("pysiaalarm")
 pysia_aio = pytest.importorskip("pysiaalarm.aio")
@@ -67,15 +67,6 @@ def endpoint(
         {"type": "dc09", "receivers": receivers, "account": account, "protocol": sia.protocol,
          "key": key.hex() if key else None, "timeout_s": 1.5, **extra}
     )  # fmt: skip
-
-
-async def eventually(check: Callable[[], Any], what: str, within_s: float = 5.0) -> Any:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 async def _start(protocol: str, events: list[Any]) -> tuple[Any, int]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from gateway.linkage.dc09 import Dc09Forwarder
 from gateway.models import Alarm, Kind
 from simulators.dc09 import Dc09Receiver
 from simulators.servers import free_port, log_tail, spawn, stop_process
+from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.integration
 KEY = bytes(range(32))
@@ -37,15 +37,6 @@ def endpoint(*ports: int, key: bytes | None = None, **extra: Any) -> Dc09Endpoin
         {"type": "dc09", "receivers": [f"127.0.0.1:{p}" for p in ports], "account": "1234",
          "key": key.hex() if key else None, "timeout_s": 2.0, **extra}
     )  # fmt: skip
-
-
-async def eventually(check: Callable[[], Any], what: str, within_s: float = 5.0) -> Any:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture
