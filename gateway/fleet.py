@@ -17,6 +17,7 @@ from gateway.alarms import OfflineTroubles
 from gateway.availability import AvailabilityTracker, Change, states_of
 from gateway.config import Settings
 from gateway.coverage import Coverage, compute
+from gateway.heap import freeze_long_lived
 from gateway.lineproto import change_line
 from gateway.models import DeviceRecord, Kind
 from gateway.ports import AlarmStore, RegistrySource
@@ -58,6 +59,7 @@ class Fleet:
                 if version != self.registry.version:
                     started = time.perf_counter()
                     self.registry = await asyncio.to_thread(store.load)
+                    freeze_long_lived()
                     self.coverage_wanted.set()
                     log.info("registry version %d: %d schools, %d devices (%.2f s)",
                              version, len(self.registry.schools), len(self.registry.devices),

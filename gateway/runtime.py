@@ -21,6 +21,7 @@ from gateway.api.app import ApiContext, create_app
 from gateway.config import ConfigError, Settings
 from gateway.fleet import Fleet
 from gateway.forwarding import Dispatcher
+from gateway.heap import freeze_long_lived
 from gateway.ingest import Ingest
 from gateway.linkage import LinkageForwarder
 from gateway.models import Topic
@@ -111,6 +112,7 @@ async def run(settings: Settings) -> None:
                 access_log=False,
             )
         )  # fmt: skip
+        freeze_long_lived()
         log.info("gateway started; API on http://%s:%d", settings.api.host, settings.api.port)
         background = [
             asyncio.create_task(parts.writer.run(), name="telemetry"),
