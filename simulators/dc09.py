@@ -12,6 +12,9 @@ answers each valid frame by its mode:
 - wrong_account  answers as if the account were unknown: NAK with the receiver clock, as
                  pysiaalarm does (DC-09 leaves NAK or DUH to the receiver)
 
+`--schedule 0-20=silent,40-60=wrong_account` switches modes in windows of seconds after the
+start (outside them `--mode` applies), as the HTTP linkage simulator's `--schedule` does.
+
 Frames with a bad CRC or length are ignored, as DC-09 requires. Simulators never import the
 gateway, so CRC, framing and AES are written again here (a second implementation of
 gateway/linkage/dc09_frame.py, checked against it and pysiaalarm by the tests).
@@ -26,12 +29,15 @@ import logging
 import re
 import secrets
 import signal
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from simulators.linkage_schedule import Window, mode_at, parse_spec
 
 MODES = ("ok", "nak", "duh", "silent", "wrong_account")
 WINDOW_S = (-40.0, 20.0)  # message time minus receiver time that DC-09 accepts
@@ -164,11 +170,13 @@ class Dc09Receiver:
         mode: str = "ok",
         clock_offset_s: float = 0.0,
         record: Path | None = None,
+        schedule: tuple[Window, ...] = (),
     ) -> None:
         self.account, self.key, self.host, self.port = account.upper(), key, host, port
         self.clock_offset_s, self.record = clock_offset_s, record
         self.mode = "ok"
         self.set_mode(mode)
+        self.schedule, self._origin = schedule, time.monotonic()
         self.received: list[Message] = []
         self.ignored: list[str] = []
         self.connections = 0  # TCP connections accepted
@@ -182,6 +190,10 @@ class Dc09Receiver:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.mode = mode
+
+    def mode_now(self) -> str:
+        """The mode of the schedule window we are in, else the base mode."""
+        return mode_at(self.schedule, time.monotonic() - self._origin) or self.mode
 
     def now(self) -> datetime:
         """The receiver clock (UTC, shifted by clock_offset_s)."""
@@ -225,12 +237,13 @@ class Dc09Receiver:
         return answer
 
     def _answer(self, msg: Message, now: datetime) -> bytes | None:
-        if self.mode == "silent":
+        mode = self.mode_now()
+        if mode == "silent":
             return None
         route = f"R{msg.receiver or '0'}L{msg.line}"
-        if self.mode in ("nak", "wrong_account") or not self._acceptable(msg, now):
+        if mode in ("nak", "wrong_account") or not self._acceptable(msg, now):
             return frame(f'"NAK"0000{route}A0[]_{now:{STAMP}}')
-        if self.mode == "duh":
+        if mode == "duh":
             return frame(f'"DUH"{msg.seq:04d}{route}#{msg.account}[]')
         head = f'"{"*" if msg.encrypted else ""}ACK"{msg.seq:04d}{route}#{msg.account}['
         if msg.encrypted and self.key is not None:
@@ -292,6 +305,13 @@ class _UdpServer(asyncio.DatagramProtocol):
             self.transport.sendto(answer, addr)
 
 
+def _schedule(text: str) -> tuple[Window, ...]:
+    try:
+        return parse_spec(text, MODES)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad schedule {text!r}: {exc}") from None
+
+
 def build_parser(p: argparse.ArgumentParser) -> None:
     """Add the dc09-sim options to p."""
     p.description = "Run a SIA DC-09 receiver (TCP and UDP) that records what it is sent."
@@ -309,6 +329,11 @@ def build_parser(p: argparse.ArgumentParser) -> None:
         "never answers, wrong_account answers as for an unknown account (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
+        "--schedule", type=_schedule, default=(), metavar="SPEC",
+        help="fault windows START-END=MODE,... in seconds after start, e.g. "
+        "0-20=silent,40-60=wrong_account; outside them --mode applies (default: none)",
+    )  # fmt: skip
+    p.add_argument(
         "--clock-offset", type=float, default=0.0, metavar="S",
         help="receiver clock minus real time, seconds, to exercise NAK clock correction",
     )  # fmt: skip
@@ -320,7 +345,7 @@ async def _main(args: argparse.Namespace) -> int:
     key = bytes.fromhex(args.key) if args.key else None
     receiver = Dc09Receiver(
         args.account, key, args.port, args.host, mode=args.mode,
-        clock_offset_s=args.clock_offset, record=args.record,
+        clock_offset_s=args.clock_offset, record=args.record, schedule=args.schedule,
     )  # fmt: skip
     try:
         await receiver.start()

@@ -15,7 +15,7 @@ from typing import Any
 
 MODES = ("ok", "error", "timeout", "slow", "drop", "refuse")
 
-_WINDOW = re.compile(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)=([a-z]+)")
+_WINDOW = re.compile(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)=([a-z_]+)")
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,10 @@ class Window:
         return {"start": self.start, "end": self.end, "mode": self.mode}
 
 
-def parse_spec(spec: str) -> tuple[Window, ...]:
-    """Windows from `0-20=error,20-40=timeout`; ValueError saying what is wrong."""
+def parse_spec(spec: str, modes: Sequence[str] = MODES) -> tuple[Window, ...]:
+    """Windows from `0-20=error,20-40=timeout`; ValueError saying what is wrong.
+
+    `modes` are the ones the schedule may name (the DC-09 receiver has its own)."""
     windows = []
     for item in spec.split(","):
         match = _WINDOW.fullmatch(item.strip())
@@ -40,7 +42,7 @@ def parse_spec(spec: str) -> tuple[Window, ...]:
             raise ValueError(f"{item!r} is not START-END=MODE such as 0-20=error")
         start, end, mode = match.groups()
         windows.append(Window(float(start), float(end), mode))
-    return checked(windows)
+    return checked(windows, modes)
 
 
 def from_json(items: Any) -> tuple[Window, ...]:
@@ -64,12 +66,12 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
-def checked(windows: Sequence[Window]) -> tuple[Window, ...]:
+def checked(windows: Sequence[Window], modes: Sequence[str] = MODES) -> tuple[Window, ...]:
     """The windows sorted by start; ValueError on an unknown mode, an empty or overlapping one."""
     ordered = sorted(windows, key=lambda w: w.start)
     for window in ordered:
-        if window.mode not in MODES:
-            raise ValueError(f"mode {window.mode!r} is not one of {', '.join(MODES)}")
+        if window.mode not in modes:
+            raise ValueError(f"mode {window.mode!r} is not one of {', '.join(modes)}")
         if window.end <= window.start:
             raise ValueError(f"window {_text(window)} ends before it starts")
     for before, after in itertools.pairwise(ordered):

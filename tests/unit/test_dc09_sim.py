@@ -120,3 +120,28 @@ def test_command_line() -> None:
     args = parser.parse_args(["--port", "0", "--mode", "duh", "--key", "00" * 16])
     assert (args.port, args.mode, args.account, args.clock_offset) == (0, "duh", "1234", 0.0)
     assert sim.run(parser.parse_args(["--key", "abc"])) == 2
+
+
+def test_schedule_switches_modes_by_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(sim.time, "monotonic", lambda: clock[0])
+    windows = sim.parse_spec("10-20=silent,20-30=wrong_account", sim.MODES)
+    receiver = sim.Dc09Receiver("1234", schedule=windows)
+    answers = []
+    for t in (5, 15, 25, 35):
+        clock[0] = 1000.0 + t
+        answers.append(receiver.handle(alarm_frame()))
+    assert answer_of(answers[0]) == gw.Reply("ACK")
+    assert answers[1] is None
+    nak = answer_of(answers[2])
+    assert nak is not None and nak.kind == "NAK"
+    assert answer_of(answers[3]) == gw.Reply("ACK")
+
+
+def test_schedule_option_names_the_bad_mode() -> None:
+    parser = argparse.ArgumentParser()
+    sim.build_parser(parser)
+    args = parser.parse_args(["--schedule", "0-5=silent"])
+    assert [w.mode for w in args.schedule] == ["silent"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--schedule", "0-5=error"])  # an HTTP mode, not a DC-09 one
