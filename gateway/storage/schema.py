@@ -73,6 +73,41 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS deliveries_unconfirmed ON deliveries (priority DESC)
         WHERE status IN ('pending', 'retrying');
     """,
+    # 5: /api/stats (polled by every console) without scanning the alarm history on the store
+    # thread: running totals kept by triggers, and a partial index over open alarms. At 200,000
+    # alarms the scans took 110-160 ms, during which no alarm could be committed. (`+status`
+    # keeps the planner on the (alarm_id, endpoint) key instead of the status index.)
+    """
+    CREATE TABLE IF NOT EXISTS store_counts (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        alarms INTEGER NOT NULL,
+        dead_letters INTEGER NOT NULL,
+        delivered_alarms INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO store_counts (id, alarms, dead_letters, delivered_alarms) VALUES (1,
+        (SELECT count(*) FROM alarms), (SELECT count(*) FROM dead_letters),
+        (SELECT count(DISTINCT alarm_id) FROM deliveries WHERE status = 'delivered'));
+    CREATE TRIGGER IF NOT EXISTS count_alarm_in AFTER INSERT ON alarms
+        BEGIN UPDATE store_counts SET alarms = alarms + 1; END;
+    CREATE TRIGGER IF NOT EXISTS count_alarm_out AFTER DELETE ON alarms
+        BEGIN UPDATE store_counts SET alarms = alarms - 1; END;
+    CREATE TRIGGER IF NOT EXISTS count_letter_in AFTER INSERT ON dead_letters
+        BEGIN UPDATE store_counts SET dead_letters = dead_letters + 1; END;
+    CREATE TRIGGER IF NOT EXISTS count_letter_out AFTER DELETE ON dead_letters
+        BEGIN UPDATE store_counts SET dead_letters = dead_letters - 1; END;
+    CREATE TRIGGER IF NOT EXISTS count_delivered_row AFTER INSERT ON deliveries
+        WHEN new.status = 'delivered' AND NOT EXISTS (
+            SELECT 1 FROM deliveries WHERE alarm_id = new.alarm_id
+            AND endpoint != new.endpoint AND +status = 'delivered')
+        BEGIN UPDATE store_counts SET delivered_alarms = delivered_alarms + 1; END;
+    CREATE TRIGGER IF NOT EXISTS count_first_delivery AFTER UPDATE OF status ON deliveries
+        WHEN new.status = 'delivered' AND old.status != 'delivered' AND NOT EXISTS (
+            SELECT 1 FROM deliveries WHERE alarm_id = new.alarm_id
+            AND endpoint != new.endpoint AND +status = 'delivered')
+        BEGIN UPDATE store_counts SET delivered_alarms = delivered_alarms + 1; END;
+    CREATE INDEX IF NOT EXISTS alarms_open ON alarms (received_at)
+        WHERE state != 'reset' AND test = 0;
+    """,
 )
 
 

@@ -171,3 +171,75 @@ async def test_audit_log_refuses_updates_and_deletes(
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             other.execute(sql)
     other.close()
+
+
+def scanned_counts(path: Path) -> dict[str, int]:
+    """The definitions of /api/stats by scanning every row, to check the running totals."""
+    db = sqlite3.connect(path)
+    try:
+
+        def one(sql: str) -> int:
+            return int(db.execute(sql).fetchone()[0])
+
+        unconfirmed = "status IN ('pending', 'retrying')"
+        return {
+            "alarms_total": one("SELECT count(*) FROM alarms"),
+            "alarms_open": one("SELECT count(*) FROM alarms WHERE state != 'reset' AND test = 0"),
+            "alarms_forwarded": one(
+                "SELECT count(DISTINCT alarm_id) FROM deliveries WHERE status = 'delivered' AND "
+                f"alarm_id NOT IN (SELECT alarm_id FROM deliveries WHERE {unconfirmed})"
+            ),
+            "deliveries_pending": one(f"SELECT count(*) FROM deliveries WHERE {unconfirmed}"),
+            "dead_letters": one("SELECT count(*) FROM dead_letters"),
+        }
+    finally:
+        db.close()
+
+
+async def test_running_counts_match_a_full_scan(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with SqliteAlarmStore(path) as store:
+        both = ("police", "fire")
+        alarms = [alarm(n, endpoints=both if n % 3 == 0 else ("police",)) for n in range(1, 31)]
+        letter = NewDeadLetter("campus/x", b"\xff", "bad", T0)
+        await store.commit(alarms[:20], [letter, letter])
+        await store.commit(alarms[:5], [])  # duplicates: no new rows, no counts
+        attempts = []
+        for n, a in enumerate(alarms[:20]):
+            for endpoint in a.endpoints:
+                ok = (n + len(endpoint)) % 4 != 0
+                attempts.append(Attempt(a.id, endpoint, SendResult(ok, "x"), None if ok else 9e9))
+        await store.record_attempts(attempts)
+        await store.record_attempts(  # a retry that now succeeds, one delivered twice
+            [Attempt(a.id, "police", SendResult(True, "x"), None) for a in alarms[:8]]
+        )
+        await store.commit(alarms[20:], [letter])
+        for a in alarms[:6]:
+            await store.transition(a.id, "acknowledge", "op", "")
+            await store.transition(a.id, "reset", "op", "")
+        counts = await store.counts()
+    assert counts == scanned_counts(path)
+    assert counts["alarms_total"] == 30 and counts["dead_letters"] == 3
+    assert 0 < counts["alarms_forwarded"] < 20 and counts["alarms_open"] == 24
+
+
+async def test_totals_are_counted_when_an_old_store_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with SqliteAlarmStore(path) as store:
+        first = [alarm(n) for n in range(1, 6)]
+        await store.commit(first, [NewDeadLetter("campus/x", b"", "bad", T0)])
+        await store.record_attempts([Attempt(first[0].id, "police", SendResult(True, "x"), None)])
+    db = sqlite3.connect(path)  # back to schema 4, as a gateway of that version left it
+    db.executescript(
+        "DROP TABLE store_counts; DROP INDEX alarms_open; PRAGMA user_version = 4;"
+        + "".join(
+            f"DROP TRIGGER {name};"
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            if name.startswith("count_")
+        )
+    )
+    db.close()
+    async with SqliteAlarmStore(path) as store:
+        counts = await store.counts()
+    assert counts == scanned_counts(path)
+    assert (counts["alarms_total"], counts["alarms_forwarded"], counts["dead_letters"]) == (5, 1, 1)
