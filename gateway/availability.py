@@ -74,6 +74,14 @@ def states_of(entries: list[tuple[str, _Entry]]) -> dict[str, DeviceState]:
     }
 
 
+def _rules_read(status: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The status fields the coverage rules read (gateway/coverage_rules.py): a change of any
+    other field (temperature, uptime...) leaves the school's rates as they were."""
+    if not status:
+        return ()
+    return (status.get("recording"), status.get("retention_days"), status.get("door"))
+
+
 class AvailabilityTracker:
     """Per-device state from messages and silence; also last seen and last status."""
 
@@ -86,6 +94,7 @@ class AvailabilityTracker:
         self._registered = registered
         self._devices: dict[str, _Entry] = {}
         self._quiet_until: datetime | None = None
+        self._dirty: set[str] = set()  # schools whose coverage inputs changed
 
     def resume(self, now: datetime) -> None:
         """Start-up or broker reconnect: judge no silence until the grace period is over."""
@@ -104,7 +113,10 @@ class AvailabilityTracker:
         entry.last_seen = msg.received_at
         entry.messages += 1
         if isinstance(body, Status):
-            entry.last_status = body.model_dump(mode="json")
+            status = body.model_dump(mode="json")
+            if entry.kind != Kind.BUTTON and _rules_read(entry.last_status) != _rules_read(status):
+                self._dirty.add(entry.school)
+            entry.last_status = status
         return self._move(entry, "online", msg.received_at, "message", judged=True)
 
     def check(self, now: datetime, connected: bool = True) -> list[Change]:
@@ -139,6 +151,7 @@ class AvailabilityTracker:
         entry = self._devices.get(key)
         if entry is None:
             entry = self._devices[key] = _Entry(school, kind, device)
+            self._dirty.add(school)
         return entry
 
     def _move(
@@ -147,8 +160,15 @@ class AvailabilityTracker:
         if entry.state == state:
             return None
         entry.state, entry.since = state, at
+        self._dirty.add(entry.school)
         publish = judged and not entry.own_will and self._settings.publish
         return Change(entry.school, entry.kind, entry.device, state, at, reason, judged, publish)
+
+    def take_dirty(self) -> set[str]:
+        """Schools whose devices changed state, appeared, or changed a status field coverage
+        reads, since the last call (for CoverageKeeper); the set starts empty again."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
 
     # --- reads -----------------------------------------------------------------------------
 

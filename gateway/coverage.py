@@ -8,13 +8,12 @@ only look results up. Each rate's definition is in docs/coverage.md.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gateway.availability import DeviceState
 from gateway.config import CoverageSettings
 from gateway.coverage_model import (
     CATEGORIES,
@@ -30,8 +29,22 @@ from gateway.coverage_model import (
     Shortfall,
     Unit,
 )
-from gateway.coverage_report import build_views, csv_text, table_text, without_shortfalls
-from gateway.coverage_rules import Context, evaluate, make_context, sort_devices
+from gateway.coverage_report import (
+    Json,
+    csv_text,
+    share_views,
+    table_text,
+    unit_dict,
+    without_shortfalls,
+)
+from gateway.coverage_rules import (
+    Context,
+    SeenState,
+    evaluate,
+    make_context,
+    school_devices,
+    test_alarm_problems,
+)
 from gateway.registry import Registry
 
 __all__ = [
@@ -41,6 +54,7 @@ __all__ = [
     "RATES",
     "SCHOOL_RATES",
     "Coverage",
+    "CoverageKeeper",
     "DeviceCounts",
     "Level",
     "Problem",
@@ -114,7 +128,7 @@ def _unit_id(level: Level, unit_id: str | None) -> str:
 
 def compute(
     registry: Registry,
-    states: Mapping[str, DeviceState],
+    states: Mapping[str, SeenState],
     last_test_ok: Mapping[str, datetime],
     settings: CoverageSettings,
     now: datetime,
@@ -125,8 +139,111 @@ def compute(
     last successful end-to-end test alarm was confirmed. Pure: no I/O, no clock but `now`
     (timezone-aware).
     """
-    with _gc_paused():
-        return _compute(registry, states, last_test_ok, make_context(settings, now))
+    return CoverageKeeper(settings).compute(registry, states, None, last_test_ok, now)
+
+
+class CoverageKeeper:
+    """Computes the rates again after a change, evaluating only the schools that changed.
+
+    A school's rates depend on its registry entries, its devices' states and the status fields
+    the rules read (recording, retention, door), its last end-to-end test, and on the clock
+    through the test's age and the gate open hours. The caller names the schools whose devices
+    changed (`dirty`, from AvailabilityTracker.take_dirty); the test age and the gate problems
+    that quote the local time are checked here every time. Every school is evaluated again on
+    the first run, when the registry version changes, when an open-hours window starts or ends,
+    when `dirty` is None, and at least every `full_every_s` (a safety net against a change
+    the tracker did not mark). Results are the same as a full computation's (tested).
+
+    Not thread-safe: one keeper, one caller at a time (the gateway's coverage task).
+    """
+
+    def __init__(self, settings: CoverageSettings, full_every_s: float = 600.0) -> None:
+        self._settings = settings
+        self._full_every_s = full_every_s
+        self._version: int | None = None
+        self._gates_open: bool | None = None
+        self._local_time = ""
+        self._full_at: datetime | None = None
+        self._order: list[str] = []  # school ids, sorted
+        self._units: dict[str, Unit] = {}
+        self._views: dict[str, Json] = {}
+        self._tests: dict[str, list[Problem]] = {}
+        self._clocked: set[str] = set()  # schools whose problems quote the local time
+        self.evaluated = 0  # schools evaluated by the last call
+        self.full = False  # whether the last call evaluated every school
+
+    def compute(
+        self,
+        registry: Registry,
+        states: Mapping[str, SeenState],
+        dirty: Collection[str] | None,
+        last_test_ok: Mapping[str, datetime],
+        now: datetime,
+    ) -> Coverage:
+        """The rates now; `dirty`: schools whose devices changed since the last call."""
+        with _gc_paused():
+            ctx = make_context(self._settings, now)
+            tests = {
+                school_id: test_alarm_problems(last_test_ok.get(school_id), ctx)
+                for school_id in registry.schools
+            }
+            self.full = self._must_do_all(registry, ctx, dirty)
+            if self.full:
+                self._order, self._units, self._views = sorted(registry.schools), {}, {}
+                self._clocked, self._full_at = set(), now
+                todo: Collection[str] = self._order
+            else:
+                assert dirty is not None
+                todo = {s for s in dirty if s in registry.schools}
+                todo |= {s for s, problems in tests.items() if problems != self._tests.get(s)}
+                if ctx.local_time != self._local_time:
+                    todo |= self._clocked
+            self._version, self._gates_open, self._local_time = (
+                registry.version, ctx.gates_may_be_open, ctx.local_time,
+            )  # fmt: skip
+            self._tests = tests
+            memo: dict[int, Json] = {}
+            for school_id in todo:
+                seen = school_devices(registry, school_id, states, ctx)
+                unit = evaluate(seen, last_test_ok.get(school_id), ctx, tests[school_id])
+                self._units[school_id] = unit
+                self._views[school_id] = unit_dict(unit, memo)
+                if seen.quotes_clock:
+                    self._clocked.add(school_id)
+                else:
+                    self._clocked.discard(school_id)
+            self.evaluated = len(todo)
+            return self._assemble(registry, ctx, memo)
+
+    def _must_do_all(self, registry: Registry, ctx: Context, dirty: Collection[str] | None) -> bool:
+        return (
+            dirty is None
+            or self._full_at is None
+            or registry.version != self._version
+            or ctx.gates_may_be_open != self._gates_open
+            or (ctx.now - self._full_at).total_seconds() >= self._full_every_s
+        )
+
+    def _assemble(self, registry: Registry, ctx: Context, memo: dict[int, Json]) -> Coverage:
+        tallies = _Tallies()
+        schools: dict[str, Unit] = {}
+        school_views: dict[str, Json] = {}
+        for school_id in self._order:
+            unit = schools[school_id] = self._units[school_id]
+            view = school_views[school_id] = self._views[school_id]
+            tallies.add(unit)
+            share_views(unit, view, memo)  # aggregates reuse the schools' shortfall dicts
+        upper = tallies.freeze()
+        views: dict[Level, dict[str, Json]] = {"school": school_views}
+        for level, units in upper.items():
+            views[level] = {uid: unit_dict(unit, memo) for uid, unit in units.items()}
+        return Coverage(
+            computed_at=ctx.now,
+            registry_version=registry.version,
+            units={"school": schools, **upper},
+            warnings=tuple(tallies.warnings),
+            views=views,
+        )
 
 
 @contextmanager
@@ -141,29 +258,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _compute(
-    registry: Registry,
-    states: Mapping[str, DeviceState],
-    last_test_ok: Mapping[str, datetime],
-    ctx: Context,
-) -> Coverage:
-    tallies = _Tallies()
-    schools: dict[str, Unit] = {}
-    devices = sort_devices(registry, states, ctx)
-    for school_id in sorted(registry.schools):
-        unit = evaluate(devices[school_id], last_test_ok.get(school_id), ctx)
-        schools[school_id] = unit
-        tallies.add(unit)
-    units: dict[Level, Mapping[str, Unit]] = {"school": schools, **tallies.freeze()}
-    return Coverage(
-        computed_at=ctx.now,
-        registry_version=registry.version,
-        units=units,
-        warnings=tuple(tallies.warnings),
-        views=build_views(units),
-    )
 
 
 @dataclass(slots=True)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from gateway.coverage_model import (
     CATEGORIES,
-    LEVELS,
     RATES,
     DeviceCounts,
-    Level,
     Problem,
     Rate,
     Shortfall,
@@ -33,14 +31,16 @@ TABLE_RATES = {
 _COUNT_FIELDS = ("registered", *CATEGORIES)
 
 
-def build_views(units: Mapping[Level, Mapping[str, Unit]]) -> dict[Level, dict[str, Json]]:
-    """Every unit as a JSON-ready dict. Shortfall and problem dicts are built once and shared
-    (a school's shortfall appears in its county, prefecture and "all"): that keeps this fast."""
-    memo: dict[int, Json] = {}
-    return {
-        level: {uid: unit_dict(unit, memo) for uid, unit in units[level].items()}
-        for level in LEVELS
-    }
+def share_views(unit: Unit, view: Json, memo: dict[int, Json]) -> None:
+    """Note a school's existing shortfall dicts in `memo`, so the units that list the same
+    Shortfall objects (its county, prefecture, "all") share those dicts instead of new ones."""
+    rate_views = view["rates"]
+    for name, rate in unit.rates.items():
+        if rate.shortfalls:
+            for shortfall, shortfall_view in zip(
+                rate.shortfalls, rate_views[name]["shortfalls"], strict=True
+            ):
+                memo[id(shortfall)] = shortfall_view
 
 
 def unit_dict(unit: Unit, memo: dict[int, Json] | None = None) -> Json:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Protocol
 
-from gateway.availability import DeviceState
 from gateway.config import CoverageSettings
 from gateway.coverage_model import (
     KINDS,
@@ -103,6 +103,7 @@ class SchoolDevices:
     camera_problems: list[Problem] = field(default_factory=list)
     gates: int = 0
     gate_problems: list[Problem] = field(default_factory=list)
+    quotes_clock: bool = False  # a problem's detail quotes the local time
 
     def count(self, key: str, kind: str, cat: str) -> Problem | None:
         """Count a device by kind and category; its problem when it is not online."""
@@ -129,7 +130,7 @@ class SchoolDevices:
             self.button_problems.append(Problem(key, "no_linkage"))
 
     def add_camera(
-        self, key: str, device: Device, state: DeviceState | None, problem: Problem | None
+        self, key: str, device: Device, state: SeenState | None, problem: Problem | None
     ) -> None:
         """A camera: security or canteen; not online, not recording or keeping too little."""
         if device.location != Location.CANTEEN:
@@ -146,7 +147,7 @@ class SchoolDevices:
             self.camera_problems += _camera_status(key, state.last_status, self.school)
 
     def add_gate(
-        self, key: str, state: DeviceState | None, problem: Problem | None, ctx: Context
+        self, key: str, state: SeenState | None, problem: Problem | None, ctx: Context
     ) -> None:
         """A gate: not online, or reporting its door open outside the open hours."""
         self.gates += 1
@@ -155,6 +156,7 @@ class SchoolDevices:
         elif ctx.gates_may_be_open or state is None or not state.last_status:
             return
         elif state.last_status.get("door") == "open":
+            self.quotes_clock = True
             self.gate_problems.append(
                 Problem(key, "open_outside_hours", f"open at {ctx.local_time}")
             )
@@ -175,7 +177,7 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def category(state: DeviceState | None) -> str:
+def category(state: SeenState | None) -> str:
     """online, offline, unknown, or never_seen (no state, or unknown and never heard)."""
     if state is None:
         return NEVER_SEEN
@@ -184,8 +186,21 @@ def category(state: DeviceState | None) -> str:
     return UNKNOWN if state.last_seen is not None else NEVER_SEEN
 
 
+class SeenState(Protocol):
+    """What the rules read of a device's state: a DeviceState, or the tracker's live entry."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def last_seen(self) -> datetime | None: ...
+
+    @property
+    def last_status(self) -> dict[str, Any] | None: ...
+
+
 def sort_devices(
-    registry: Registry, states: Mapping[str, DeviceState], ctx: Context
+    registry: Registry, states: Mapping[str, SeenState], ctx: Context
 ) -> dict[str, SchoolDevices]:
     """One pass over every registered device, filing what each rule needs by school."""
     schools = {school_id: SchoolDevices(school) for school_id, school in registry.schools.items()}
@@ -193,23 +208,48 @@ def sort_devices(
         seen = schools.get(device.school)
         if seen is None:
             continue  # the registry validates schools; a stray device is not counted anywhere
-        state = states.get(key)
-        kind = device.kind  # a StrEnum: hashes and compares as its value, without .value's cost
-        problem = seen.count(key, kind, category(state))
-        if kind == "camera":
-            seen.add_camera(key, device, state, problem)
-        elif kind == "gate":
-            seen.add_gate(key, state, problem, ctx)
-        else:
-            seen.add_button(key, device, problem)
+        file_device(seen, key, device, states.get(key), ctx)
     return schools
 
 
-def evaluate(seen: SchoolDevices, last_test_ok: datetime | None, ctx: Context) -> Unit:
-    """Every rate of one school (docs/coverage.md has each definition)."""
+def school_devices(
+    registry: Registry, school_id: str, states: Mapping[str, SeenState], ctx: Context
+) -> SchoolDevices:
+    """What the rules need of one school's devices (as sort_devices files them)."""
+    seen = SchoolDevices(registry.schools[school_id])
+    for device in registry.by_school.get(school_id, ()):
+        key = device.key
+        file_device(seen, key, device, states.get(key), ctx)
+    return seen
+
+
+def file_device(
+    seen: SchoolDevices, key: str, device: Device, state: SeenState | None, ctx: Context
+) -> None:
+    """Count one device of the school and note its problems."""
+    kind = device.kind  # a StrEnum: hashes and compares as its value, without .value's cost
+    problem = seen.count(key, kind, category(state))
+    if kind == "camera":
+        seen.add_camera(key, device, state, problem)
+    elif kind == "gate":
+        seen.add_gate(key, state, problem, ctx)
+    else:
+        seen.add_button(key, device, problem)
+
+
+def evaluate(
+    seen: SchoolDevices,
+    last_test_ok: datetime | None,
+    ctx: Context,
+    test_problems: list[Problem] | None = None,
+) -> Unit:
+    """Every rate of one school (docs/coverage.md has each definition); `test_problems`, when
+    given, are test_alarm_problems(last_test_ok, ctx) computed already."""
     school = seen.school
     missing = _missing_buttons(seen)
-    networked = [*missing, *seen.button_problems, *_test_alarm(last_test_ok, ctx)]
+    if test_problems is None:
+        test_problems = _test_alarm(last_test_ok, ctx)
+    networked = [*missing, *seen.button_problems, *test_problems]
     no_video = _no_video(seen)
     no_gate = [] if seen.gates else [Problem(None, "no_gate")]
     rates = {  # in RATES order, which aggregation relies on
@@ -250,6 +290,11 @@ def _missing_buttons(seen: SchoolDevices) -> list[Problem]:
     if seen.school.has_dormitory and not seen.dormitory_buttons:
         problems.append(Problem(None, "no_dormitory_button"))
     return problems
+
+
+def test_alarm_problems(last_test_ok: datetime | None, ctx: Context) -> list[Problem]:
+    """The school's end-to-end test problem at ctx.now, if any (it ages with the clock)."""
+    return _test_alarm(last_test_ok, ctx)
 
 
 def _test_alarm(last_test_ok: datetime | None, ctx: Context) -> list[Problem]:

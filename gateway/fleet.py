@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from gateway.alarms import OfflineTroubles
-from gateway.availability import AvailabilityTracker, Change, states_of
+from gateway.availability import AvailabilityTracker, Change
 from gateway.config import Settings
-from gateway.coverage import Coverage, compute
+from gateway.coverage import Coverage, CoverageKeeper
 from gateway.heap import freeze_long_lived
 from gateway.lineproto import change_line
 from gateway.models import DeviceRecord, Kind
@@ -45,6 +45,8 @@ class Fleet:
         self.registry = Registry()
         self.coverage: Coverage | None = None
         self.coverage_ms = 0.0
+        self._keeper = CoverageKeeper(settings.coverage)
+        self._coverage_ok = True
         self.coverage_wanted = asyncio.Event()
         self.registry_changed = asyncio.Event()
         self._unpublished: dict[str, bytes] = {}
@@ -81,11 +83,17 @@ class Fleet:
             try:
                 started = time.perf_counter()
                 tests = await store.last_test_ok()
-                entries, registry = self.tracker.entries(), self.registry
-                # Building 100k frozen states is done in the thread too, off the event loop.
+                dirty: set[str] | None = self.tracker.take_dirty()
+                if not self._coverage_ok:
+                    dirty = None  # the schools marked before a failure were never evaluated
+                self._coverage_ok = False
+                # The thread reads the tracker's live entries (attribute reads only); only the
+                # schools that changed are evaluated again (CoverageKeeper).
                 self.coverage = await asyncio.to_thread(
-                    _compute_from_entries, registry, entries, tests, self._settings
-                )
+                    self._keeper.compute, self.registry, self.tracker.entry_map(), dirty, tests,
+                    datetime.now(UTC),
+                )  # fmt: skip
+                self._coverage_ok = True
                 self.coverage_ms = (time.perf_counter() - started) * 1000
             except Exception:
                 log.exception("coverage could not be computed")
@@ -185,9 +193,3 @@ def test_button(registry: Registry, school: str) -> Device | None:
     gatehouse = [d for d in buttons if d.location == Location.GATEHOUSE]
     chosen = gatehouse or buttons
     return chosen[0] if chosen else None
-
-
-def _compute_from_entries(
-    registry: Registry, entries: list[Any], tests: dict[str, datetime], settings: Settings
-) -> Coverage:
-    return compute(registry, states_of(entries), tests, settings.coverage, datetime.now(UTC))
