@@ -23,7 +23,7 @@ from gateway.models import (
     Kind,
 )
 from gateway.ports import InvalidTransitionError, NewAlarm, Restore
-from gateway.registry import Device, Location
+from gateway.registry import DeviceEntry, Location
 
 # Life-safety alarms go out before security-room ones when both wait for an endpoint.
 PRIORITY = {"fire": 30, "police": 20, "medical": 20, "intrusion": 10, "trouble": 5}
@@ -85,7 +85,7 @@ def _endpoints(linkage: LinkageSettings, category: str, test: bool) -> tuple[str
     return tuple(name for name in routed if name in channels)
 
 
-def school_test_alarm(device: Device, linkage: LinkageSettings) -> NewAlarm:
+def school_test_alarm(device: DeviceEntry, linkage: LinkageSettings) -> NewAlarm:
     """A scheduled end-to-end test from a school's alarm button (`campusgw test-alarms`)."""
     now = datetime.now(UTC)
     return NewAlarm(
@@ -110,7 +110,7 @@ class OfflineTroubles:
     """An offline alarm button or gatehouse camera is a trouble for the security room (never
     for the police), raised at most once per cooldown so a flapping device gives one trouble."""
 
-    def __init__(self, cooldown_s: float, registered: Callable[[str], Device | None]) -> None:
+    def __init__(self, cooldown_s: float, registered: Callable[[str], DeviceEntry | None]) -> None:
         self._cooldown = cooldown_s
         self._registered = registered
         self._last: dict[str, datetime] = {}

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from gateway.config import AvailabilitySettings
 from gateway.models import Availability, DeviceMessage, DeviceRecord, Kind, Status
-from gateway.registry import Device
+from gateway.registry import DeviceEntry
 
 State = Literal["online", "offline", "unknown"]
 
@@ -88,7 +88,7 @@ class AvailabilityTracker:
     def __init__(
         self,
         settings: AvailabilitySettings,
-        registered: Callable[[str], Device | None] = lambda key: None,
+        registered: Callable[[str], DeviceEntry | None] = lambda key: None,
     ) -> None:
         self._settings = settings
         self._registered = registered

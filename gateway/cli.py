@@ -259,7 +259,7 @@ def _registry_import(args: argparse.Namespace, path: Path) -> int:
 def _registry_export(args: argparse.Namespace, registry: Registry) -> int:
     from gateway import registry_io
 
-    schools, devices = list(registry.schools.values()), list(registry.devices.values())
+    schools, devices = list(registry.schools.values()), registry.device_models()
     if args.format == "csv":
         if args.out is None:
             raise ConfigError("registry export --format csv needs --out FOLDER")

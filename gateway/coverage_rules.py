@@ -25,7 +25,7 @@ from gateway.coverage_model import (
     Shortfall,
     Unit,
 )
-from gateway.registry import Device, Location, Registry, School
+from gateway.registry import DeviceEntry, Location, Registry, School
 
 MET = Rate(1, 1)  # one school meeting a rate; shared, like its JSON dict
 NOT_COUNTED = Rate(0, 0)  # a rate that does not apply to the school (kitchen without canteen)
@@ -116,7 +116,7 @@ class SchoolDevices:
         self.not_online[base // 5].append(problem)
         return problem
 
-    def add_button(self, key: str, device: Device, problem: Problem | None) -> None:
+    def add_button(self, key: str, device: DeviceEntry, problem: Problem | None) -> None:
         """A button counts for the one-click rates at the gatehouse or dormitory duty room."""
         if device.location == Location.GATEHOUSE:
             self.gatehouse_buttons += 1
@@ -130,7 +130,7 @@ class SchoolDevices:
             self.button_problems.append(Problem(key, "no_linkage"))
 
     def add_camera(
-        self, key: str, device: Device, state: SeenState | None, problem: Problem | None
+        self, key: str, device: DeviceEntry, state: SeenState | None, problem: Problem | None
     ) -> None:
         """A camera: security or canteen; not online, not recording or keeping too little."""
         if device.location != Location.CANTEEN:
@@ -224,7 +224,7 @@ def school_devices(
 
 
 def file_device(
-    seen: SchoolDevices, key: str, device: Device, state: SeenState | None, ctx: Context
+    seen: SchoolDevices, key: str, device: DeviceEntry, state: SeenState | None, ctx: Context
 ) -> None:
     """Count one device of the school and note its problems."""
     kind = device.kind  # a StrEnum: hashes and compares as its value, without .value's cost

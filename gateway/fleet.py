@@ -21,7 +21,7 @@ from gateway.heap import freeze_long_lived
 from gateway.lineproto import change_line
 from gateway.models import DeviceRecord, Kind
 from gateway.ports import AlarmStore, RegistrySource
-from gateway.registry import Device, Location, Registry
+from gateway.registry import DeviceEntry, Location, Registry
 
 log = logging.getLogger(__name__)
 # Built once: orjson keeps ~4 KB per result, which 100k retained states would multiply.
@@ -103,7 +103,7 @@ class Fleet:
         entry = self.registry.schools.get(school)
         return entry.retention_days if entry is not None else 30
 
-    def registered(self, key: str) -> Device | None:
+    def registered(self, key: str) -> DeviceEntry | None:
         """The registry entry of a device key, if any."""
         return self.registry.devices.get(key)
 
@@ -187,7 +187,7 @@ class Fleet:
         return DeviceRecord(school=school, kind=Kind(kind), device=device, registered=True)
 
 
-def test_button(registry: Registry, school: str) -> Device | None:
+def test_button(registry: Registry, school: str) -> DeviceEntry | None:
     """The button a school's end-to-end test starts from: the gatehouse one, else any."""
     buttons = [d for d in registry.by_school.get(school, []) if d.kind == Kind.BUTTON]
     gatehouse = [d for d in buttons if d.location == Location.GATEHOUSE]

@@ -85,7 +85,8 @@ def _registry_reads(app: FastAPI, fleet: Fleet) -> None:
         found = fleet.registry.schools.get(school_id)
         if found is None:
             raise HTTPException(404, f"no school {school_id} in the registry")
-        return {"school": found, "devices": fleet.registry.by_school.get(school_id, [])}
+        devices = [entry.model() for entry in fleet.registry.by_school.get(school_id, [])]
+        return {"school": found, "devices": devices}
 
 
 def _registry_writes(app: FastAPI, fleet: Fleet, writer: RegistryWriter) -> None:

@@ -126,7 +126,7 @@ def test_registry_change_and_open_hours_evaluate_every_school() -> None:
     keeper.compute(registry, {}, set(), {}, NIGHT)
     keeper.compute(registry, {}, set(), {}, NIGHT + timedelta(minutes=1))
     assert (keeper.full, keeper.evaluated) == (False, 0)
-    newer = Registry.build(registry.schools.values(), registry.devices.values(), version=2)
+    newer = Registry.build(registry.schools.values(), registry.device_models(), version=2)
     keeper.compute(newer, {}, set(), {}, NIGHT + timedelta(minutes=2))
     assert (keeper.full, keeper.evaluated) == (True, 6)
     morning = datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # 07:00 at UTC+8: gates may be open

@@ -47,7 +47,7 @@ def store(tmp_path: Path) -> Iterator[RegistryStore]:
 
 def contents(store: RegistryStore) -> tuple[list[School], list[Device]]:
     registry = store.load()
-    return list(registry.schools.values()), list(registry.devices.values())
+    return list(registry.schools.values()), registry.device_models()
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_empty_store(store: RegistryStore) -> None:
 def test_replace_and_load(store: RegistryStore) -> None:
     store.replace(SCHOOLS, DEVICES)
     registry = store.load()
-    assert (list(registry.schools.values()), list(registry.devices.values())) == (SCHOOLS, DEVICES)
+    assert (list(registry.schools.values()), registry.device_models()) == (SCHOOLS, DEVICES)
     assert registry.version == store.version() == 1
     assert [d.id for d in registry.by_school["s0001"]] == ["b1", "g1"]
     assert "s0002/camera/c1" in registry
