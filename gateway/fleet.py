@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,8 @@ class Fleet:
         self.coverage_wanted = asyncio.Event()
         self.registry_changed = asyncio.Event()
         self._unpublished: dict[str, bytes] = {}
+        self._keys: list[str] = []  # _sorted_keys()
+        self._keys_mark: tuple[int, int, int] | None = None
         self.tracker = AvailabilityTracker(settings.availability, self.registered)
         self.troubles = OfflineTroubles(settings.availability.trouble_cooldown_s, self.registered)
 
@@ -156,28 +159,32 @@ class Fleet:
         """Heard devices (marked registered or not) plus registered ones never heard: the total
         matching the filters and the records of one page (offset, limit), sorted by key.
         Filters run on keys and states; records are built only for the page."""
-        heard = self.tracker.entry_map()
-        keys = sorted(
-            key for key in heard.keys() | self.registry.devices.keys()
-            if self._keep(key, heard.get(key), school, kind, registered, state, never_seen)
-        )  # fmt: skip
+        heard, devices = self.tracker.entry_map(), self.registry.devices
+        keys = self._sorted_keys()
+        if school is not None:  # keys sort by school, then kind: the school's are one slice
+            prefix = f"{school}/{kind}/" if kind is not None else f"{school}/"
+            keys = keys[bisect_left(keys, prefix) : bisect_left(keys, prefix + "\x7f")]
+        elif kind is not None:
+            infix = f"/{kind}/"  # ids have no "/": only the kind level can match
+            keys = [key for key in keys if infix in key]
+        if registered is not None:
+            keys = [key for key in keys if (key in devices) == registered]
+        if state is not None:
+            keys = [key for key in keys if _state(heard.get(key)) == state]
+        if never_seen:
+            keys = [key for key in keys if key in devices and _never_heard(heard.get(key))]
         offset, limit = page
         chosen = keys[offset : offset + limit]
         return len(keys), [self._record(key, heard.get(key)) for key in chosen]
 
-    def _keep(
-        self, key: str, entry: Any, school: str | None, kind: str | None,
-        registered: bool | None, state: str | None, never_seen: bool,
-    ) -> bool:  # fmt: skip
-        key_school, key_kind, _ = key.split("/", 2)
-        is_registered = key in self.registry.devices
-        return (
-            (school is None or key_school == school)
-            and (kind is None or key_kind == kind)
-            and (registered is None or is_registered == registered)
-            and (state is None or (entry.state if entry else "unknown") == state)
-            and (not never_seen or (is_registered and (entry is None or entry.last_seen is None)))
-        )
+    def _sorted_keys(self) -> list[str]:
+        """Every heard or registered key, sorted; sorted again only when the registry changed
+        or a device was first heard (the tracker never forgets one)."""
+        mark = (id(self.registry), self.registry.version, len(self.tracker))
+        if self._keys_mark != mark:
+            self._keys = sorted(self.tracker.entry_map().keys() | self.registry.devices.keys())
+            self._keys_mark = mark
+        return self._keys
 
     def _record(self, key: str, entry: Any) -> DeviceRecord:
         registered = key in self.registry.devices
@@ -185,6 +192,14 @@ class Fleet:
             return self.tracker.record(entry).model_copy(update={"registered": registered})
         school, kind, device = key.split("/", 2)
         return DeviceRecord(school=school, kind=Kind(kind), device=device, registered=True)
+
+
+def _state(entry: Any) -> str:
+    return str(entry.state) if entry is not None else "unknown"
+
+
+def _never_heard(entry: Any) -> bool:
+    return entry is None or entry.last_seen is None
 
 
 def test_button(registry: Registry, school: str) -> DeviceEntry | None:

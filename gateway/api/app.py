@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -193,7 +193,10 @@ async def _transition(ctx: ApiContext, alarm_id: str, action: str, body: Handlin
 
 
 def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
-    @app.get("/api/devices", summary="Devices heard and/or registered, with availability")
+    @app.get(
+        "/api/devices", summary="Devices heard and/or registered, with availability",
+        response_model=Page[DeviceRecord],
+    )  # fmt: skip
     async def devices(
         school: str | None = None,
         kind: str | None = None,
@@ -206,11 +209,13 @@ def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
         never_seen: Annotated[bool, Query(description="Registered, never heard.")] = False,
         limit: Limit = 1000,
         offset: Offset = 0,
-    ) -> Page[DeviceRecord]:
+    ) -> Response:
         total, page = ctx.fleet.records(
             school, kind, registered, state, never_seen, page=(offset, limit)
         )
-        return Page[DeviceRecord](total=total, limit=limit, offset=offset, items=page)
+        # Serialized once by pydantic (FastAPI would validate the 1,000 records again first).
+        body = Page[DeviceRecord](total=total, limit=limit, offset=offset, items=page)
+        return Response(body.model_dump_json(), media_type="application/json")
 
     @app.get("/api/cameras", summary="Camera health: video quality troubles, scores, evidence")
     async def cameras(school: str | None = None) -> list[dict[str, Any]]:
