@@ -7,6 +7,7 @@ acknowledged to the broker, so nothing a device published is lost or silently dr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,12 +25,15 @@ from gateway.config import Settings
 from gateway.lineproto import to_line
 from gateway.models import ID_PATTERN, Availability, Channel, DeviceMessage, Kind, Topic
 from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter, Restore
-from gateway.stats import Stats
+from gateway.stats import Stats, TopicClass
 
 log = logging.getLogger(__name__)
 
 DriverLookup = Callable[[Topic], Driver]
 TOPIC_SHAPE = "{root}/{school}/{kind}/{device}/{channel}"
+_KINDS = frozenset(Kind)
+_CHANNELS = frozenset(Channel)
+INVALID: TopicClass = ("invalid", "invalid")
 
 
 class TopicError(ValueError):
@@ -57,6 +61,14 @@ def parse_topic(topic: str, root: str) -> Topic:
     return Topic(school, parsed_kind, device, parsed_channel)
 
 
+def topic_class(topic: str, root: str) -> TopicClass:
+    """(kind, channel) of a topic, for counters; INVALID when either is not in the contract."""
+    parts = topic.split("/")
+    if len(parts) == 5 and parts[0] == root and parts[2] in _KINDS and parts[4] in _CHANNELS:
+        return parts[2], parts[4]
+    return INVALID
+
+
 @dataclass(slots=True)
 class _Batch:
     alarms: list[NewAlarm] = field(default_factory=list)
@@ -64,6 +76,8 @@ class _Batch:
     restores: list[Restore] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    used: dict[TopicClass, int] = field(default_factory=dict)
+    dead: dict[TopicClass, int] = field(default_factory=dict)
 
 
 class Ingest:
@@ -97,12 +111,13 @@ class Ingest:
 
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
-        now = datetime.now(UTC)
+        now, started = datetime.now(UTC), time.perf_counter()
         batch = _Batch()
         for topic, payload in raw:
             self._one(topic, payload, now, batch)
         if batch.alarms or batch.letters or batch.restores:
             created = await self._store.commit(batch.alarms, batch.letters, batch.restores)
+            self._stats.ingest_commit.observe(time.perf_counter() - started)
             self._stats.alarms_raised += len(created)
             self._stats.alarm_duplicates += len(batch.alarms) - len(created)
             if created:
@@ -113,6 +128,10 @@ class Ingest:
         self._stats.points_queued += len(batch.lines)
         if batch.changes:
             self._on_changes(batch.changes)
+        # Counted once the batch is durable, so a commit retried after a store error is not
+        # counted twice.
+        _merge(self._stats.class_used, batch.used)
+        _merge(self._stats.class_dead, batch.dead)
 
     def _one(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
         if topic.endswith("/snapshot"):
@@ -121,6 +140,8 @@ class Ingest:
         msg = self._decode(topic, payload, now, batch)
         if msg is None:
             return
+        key = (msg.topic.kind, msg.topic.channel)
+        batch.used[key] = batch.used.get(key, 0) + 1
         if not (isinstance(msg.body, Availability) and msg.body.by == "gateway"):
             batch.lines.append(to_line(msg))  # (the gateway's own word was written when judged)
         change = self._devices.seen(msg)
@@ -156,11 +177,15 @@ class Ingest:
             parsed = parse_topic(topic, self._settings.mqtt.topic_root)
             driver = self._drivers(parsed)
             return DeviceMessage(parsed, driver.decode(parsed.channel, payload), now)
-        except (TopicError, DecodeError, KeyError) as exc:
+        except TopicError as exc:
+            reason = str(exc)
+        except (DecodeError, KeyError) as exc:
             reason = str(exc) if not isinstance(exc, KeyError) else f"driver: {exc.args[0]}"
+            self._stats.decode_errors += 1
         except Exception as exc:  # a driver bug must not stop the other messages
             log.exception("driver failed on %s", topic)
             reason = f"driver crashed: {type(exc).__name__}: {exc}"
+            self._stats.decode_errors += 1
         self._letter(batch, topic, payload, reason, now)
         return None
 
@@ -179,6 +204,8 @@ class Ingest:
             reason = "not a JPEG: snapshots are JPEG bytes (starting FF D8)"
         else:
             self._stats.snapshots_in += 1
+            key = (parsed.kind, parsed.channel)
+            batch.used[key] = batch.used.get(key, 0) + 1
             if self._on_snapshot is not None:
                 self._on_snapshot(parsed, payload, now)
             return
@@ -188,4 +215,11 @@ class Ingest:
         self, batch: _Batch, topic: str, payload: bytes, reason: str, now: datetime
     ) -> None:
         self._stats.dead_letters_in += 1
+        key = topic_class(topic, self._settings.mqtt.topic_root)
+        batch.dead[key] = batch.dead.get(key, 0) + 1
         batch.letters.append(NewDeadLetter(topic, payload, reason, now))
+
+
+def _merge(total: dict[TopicClass, int], batch: dict[TopicClass, int]) -> None:
+    for key, count in batch.items():
+        total[key] = total.get(key, 0) + count

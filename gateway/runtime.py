@@ -215,6 +215,8 @@ class _Parts:
             extra_stats=self._gauges, linkage=self.settings.linkage,
             on_alarms=self.dispatcher.wake, registry_writer=self.registry_store,
             cameras=self.video.cameras, evidence_dir=self.settings.video_quality.evidence_dir,
+            sessions=lambda: {link.role.name: link.connected for link in self.links},
+            endpoints=self.dispatcher.endpoint_states,
         )  # fmt: skip
 
     def _gauges(self) -> dict[str, float]:
@@ -224,6 +226,7 @@ class _Parts:
             "devices": len(self.fleet.tracker),
             "devices_online": counts["online"],
             "devices_offline": counts["offline"],
+            "devices_unknown": counts["unknown"],
             "devices_registered": len(self.fleet.registry.devices),
             "coverage_ms": round(self.fleet.coverage_ms, 1),
             "registry_version": self.fleet.registry.version,

@@ -106,7 +106,9 @@ class TelemetryWriter:
             self._stats.points_written += count
         for _ in range(count):
             self._buffer.popleft()
-        self._stats.last_write_ms = (time.perf_counter() - started) * 1000
+        took = time.perf_counter() - started
+        self._stats.last_write_ms = took * 1000
+        self._stats.telemetry_write.observe(took)
         if not self.healthy:
             log.info("telemetry writes recovered; %d points pending", len(self._buffer))
         self.healthy, self.last_error = True, None

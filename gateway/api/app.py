@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from gateway.alarms import school_test_alarm
 from gateway.api.fleet_routes import RegistryWriter, add_fleet_routes
 from gateway.config import LinkageSettings
 from gateway.fleet import Fleet, test_button
+from gateway.metrics import CONTENT_TYPE, MetricsView, render
 from gateway.models import ID_PATTERN, Alarm, AlarmState, DeviceRecord
 from gateway.ports import AlarmNotFoundError, AlarmQuery, AlarmStore, InvalidTransitionError
 from gateway.stats import Stats
@@ -37,6 +39,8 @@ class ApiContext:
     registry_writer: RegistryWriter | None = None
     cameras: Callable[[], list[dict[str, Any]]] = list
     evidence_dir: Path | None = None
+    sessions: Callable[[], dict[str, bool]] = dict  # MQTT session -> connected
+    endpoints: Callable[[], dict[str, str]] = dict  # linkage endpoint -> up/down
 
 
 T = TypeVar("T")
@@ -100,6 +104,16 @@ def _health_routes(app: FastAPI, ctx: ApiContext) -> None:
     async def stats() -> dict[str, Any]:
         counts = await ctx.store.counts()
         return {**ctx.stats.snapshot(), **counts, **ctx.extra_stats()}
+
+    @app.get("/metrics", summary="Prometheus metrics, text format 0.0.4 (docs/metrics.md)")
+    async def metrics() -> Response:
+        try:  # a stalled store must not stop the scrape that would show it
+            async with asyncio.timeout(1.0):
+                store = await ctx.store.counts()
+        except Exception:
+            store = {}
+        view = MetricsView(ctx.stats, ctx.extra_stats(), ctx.sessions(), ctx.endpoints(), store)
+        return Response(render(view), media_type=CONTENT_TYPE)
 
 
 class Handling(BaseModel):
