@@ -18,7 +18,7 @@ from gateway.alarms import OfflineTroubles
 from gateway.availability import AvailabilityTracker, Change
 from gateway.config import Settings
 from gateway.coverage import Coverage, CoverageKeeper
-from gateway.heap import freeze_long_lived
+from gateway.heap import Trimmer, freeze_long_lived
 from gateway.lineproto import change_line
 from gateway.models import DeviceRecord, Kind
 from gateway.ports import AlarmStore, RegistrySource
@@ -51,6 +51,7 @@ class Fleet:
         self.coverage_wanted = asyncio.Event()
         self.registry_changed = asyncio.Event()
         self._unpublished: dict[str, bytes] = {}
+        self._trimmer = Trimmer()
         self._keys: list[str] = []  # _sorted_keys()
         self._keys_mark: tuple[int, int, int] | None = None
         self.tracker = AvailabilityTracker(settings.availability, self.registered)
@@ -98,6 +99,9 @@ class Fleet:
                 )  # fmt: skip
                 self._coverage_ok = True
                 self.coverage_ms = (time.perf_counter() - started) * 1000
+                # Sort new device keys here, off the loop, not in a GET /api/devices; hand
+                # memory freed by bursts back to the system.
+                await asyncio.to_thread(self._after_coverage)
             except Exception:
                 log.exception("coverage could not be computed")
 
@@ -176,6 +180,10 @@ class Fleet:
         offset, limit = page
         chosen = keys[offset : offset + limit]
         return len(keys), [self._record(key, heard.get(key)) for key in chosen]
+
+    def _after_coverage(self) -> None:
+        self._sorted_keys()
+        self._trimmer.maybe_trim()
 
     def _sorted_keys(self) -> list[str]:
         """Every heard or registered key, sorted; sorted again only when the registry changed

@@ -27,6 +27,8 @@ import itertools
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -306,6 +308,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("--progress", float, 10.0, "seconds between progress lines; 0 = none"),
     ("--seed", int, None, "random seed, for a repeatable fleet"),
     ("--registry", registry_file, None, "exactly the devices of a registry file, not --schools.."),
+    (
+        "--snapshots",
+        float,
+        0.0,
+        "also run `campusgw simulate cameras` for the fleet's cameras, "
+        "one JPEG snapshot per camera every this many seconds; 0 = none",
+    ),
 ]
 
 
@@ -355,6 +364,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.duration > 0:
         loop.call_later(args.duration, stop.set)
     fleet = Fleet(args)
+    cameras = _start_cameras(args) if args.snapshots > 0 else None
     links = fleet.links.values()
     tasks = [asyncio.create_task(c()) for k in links for c in (k.keep_connected, k.housekeeping)]
     tasks.append(asyncio.create_task(_report(fleet, args.progress)))
@@ -370,9 +380,44 @@ async def _main(args: argparse.Namespace) -> int:
     finally:
         for task in tasks:
             task.cancel()
+        if cameras is not None:
+            _stop(cameras)
     text, code = _summary(fleet, time.monotonic() - started)
     print(text, flush=True)
     return code
+
+
+def _start_cameras(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """The camera simulator for the same cameras (status stays with the fleet). The vendor
+    school's cameras (hik-c1..) send alarms only, so they are left out."""
+    command = [
+        sys.executable, "-m", "gateway", "simulate", "cameras", "--host", args.host,
+        "--port", str(args.port), "--topic-root", args.topic_root,
+        "--interval", str(args.snapshots), "--status-interval", "0",
+        "--progress", str(args.progress), "--duration", str(args.duration),
+    ]  # fmt: skip
+    if args.registry is not None:
+        command += ["--registry", str(args.registry.path)]
+    else:
+        schools = args.schools - 1 if args.vendor_devices else args.schools
+        command += ["--schools", str(schools), "--school-prefix", args.school_prefix,
+                    "--cameras", str(args.cameras)]  # fmt: skip
+    if args.seed is not None:
+        command += ["--seed", str(args.seed)]
+    child = subprocess.Popen(command)
+    print(f"fleet: snapshots every {args.snapshots:g} s from `campusgw simulate cameras` "
+          f"(pid {child.pid})", flush=True)  # fmt: skip
+    return child
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 async def _connected(fleet: Fleet, stop: asyncio.Event) -> bool:

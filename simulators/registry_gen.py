@@ -218,10 +218,18 @@ def read_devices(path: Path) -> list[Row]:
     return rows
 
 
-def registry_file(text: str) -> list[Row]:
+class RegistryRows(list[Row]):
+    """The devices of a registry file, and the file they came from."""
+
+    def __init__(self, rows: list[Row], path: Path) -> None:
+        super().__init__(rows)
+        self.path = path
+
+
+def registry_file(text: str) -> RegistryRows:
     """The argparse type of --registry: the file's devices, or a usage error saying why not."""
     try:
-        return read_devices(Path(text))
+        return RegistryRows(read_devices(Path(text)), Path(text))
     except RegistryFileError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
