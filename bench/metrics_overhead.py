@@ -62,8 +62,12 @@ def batches(rounds: int, size: int = 500) -> list[list[tuple[str, bytes]]]:
 async def time_ingest(rounds: int) -> tuple[list[float], Stats, AvailabilityTracker]:
     settings = load_settings(EXAMPLE)
     stats, points = Stats(), []
+
+    async def add_points(lines: list[bytes]) -> None:
+        points.extend(lines)
+
     tracker = AvailabilityTracker(settings.availability)
-    ingest = Ingest(settings, DriverRouter(settings), NullStore(), points.append, tracker, stats,
+    ingest = Ingest(settings, DriverRouter(settings), NullStore(), add_points, tracker, stats,
                     on_alarms=lambda ids: None)  # type: ignore[arg-type]  # fmt: skip
     work = batches(rounds + 20)
     for batch in work[:20]:  # warm the driver cache and the tracker

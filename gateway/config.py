@@ -85,8 +85,35 @@ class InfluxSettings(_Section):
     flush_interval_s: float = Field(0.2, gt=0, description="Write at least this often, seconds.")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one write.")
     max_buffer: int = Field(
-        200_000, ge=1, description="Points held in memory while InfluxDB is unreachable."
-    )
+        200_000, ge=1,
+        description="Points the gateway makes itself (availability, video scores) held in "
+        "memory until the writer spools them; device telemetry goes to the spool directly.",
+    )  # fmt: skip
+
+
+class SpoolSettings(_Section):
+    """The durable telemetry spool between MQTT and InfluxDB (gateway/spool.py)."""
+
+    path: Path | None = Field(
+        None, description="Directory of the spool's segment files (default: `spool` next to "
+        "store.path, so one gateway's state stays in one directory).",
+    )  # fmt: skip
+    max_bytes: int = Field(
+        1 << 30, ge=1 << 20,
+        description="Spool bound; past it the oldest telemetry is evicted (counted, logged). "
+        "1 GiB holds about 7 million points: 10 minutes of 10,000 msg/s.",
+    )  # fmt: skip
+    segment_bytes: int = Field(16 << 20, ge=1 << 16, description="Size of one segment file.")
+    fsync: bool = Field(
+        True, description="fsync each batch before it is acknowledged (false: a power cut may "
+        "lose the last batches acknowledged, a process crash still does not).",
+    )  # fmt: skip
+    high_water_points: int = Field(
+        100_000, ge=1,
+        description="Past this many points waiting, telemetry consumption slows down "
+        "(batches held, unacknowledged, so the broker queues).",
+    )  # fmt: skip
+    max_hold_s: float = Field(1.0, gt=0, description="Longest a batch is held back, seconds.")
 
 
 class StoreSettings(_Section):
@@ -277,6 +304,17 @@ class AlarmSettings(_Section):
     )
 
 
+class LimitSettings(_Section):
+    """Limits that keep one device from starving the others (gateway/ratelimit.py)."""
+
+    device_msgs_per_s: int = Field(
+        100, ge=1,
+        description="Non-event messages a device may send per second (100 is 100 times what a "
+        "status device sends; a broken one floods thousands); the excess is dropped before "
+        "decoding, counted and reported. Events (presses, forced gates) never are.",
+    )  # fmt: skip
+
+
 class DriverRoute(_Section):
     """Use a named driver for the devices whose `school/kind/device` matches a glob."""
 
@@ -303,6 +341,8 @@ class Settings(BaseSettings):
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -25,11 +25,14 @@ from gateway.config import Settings
 from gateway.lineproto import to_line
 from gateway.models import ID_PATTERN, Availability, Channel, DeviceMessage, Kind, Topic
 from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter, Restore
+from gateway.ratelimit import RateLimit
 from gateway.stats import Stats, TopicClass
 
 log = logging.getLogger(__name__)
 
 DriverLookup = Callable[[Topic], Driver]
+# Never rate-limited: alarms, and availability (a last will; the gateway's own retained word).
+UNLIMITED = ("/event", "/availability")
 TOPIC_SHAPE = "{root}/{school}/{kind}/{device}/{channel}"
 _KINDS = frozenset(Kind)
 _CHANNELS = frozenset(Channel)
@@ -88,7 +91,7 @@ class Ingest:
         settings: Settings,
         drivers: DriverLookup,
         store: AlarmStore,
-        add_point: Callable[[bytes], None],
+        add_points: Callable[[list[bytes]], Awaitable[None]],
         devices: AvailabilityTracker,
         stats: Stats,
         on_alarms: Callable[[list[str]], None],
@@ -100,7 +103,9 @@ class Ingest:
         self._settings = settings
         self._drivers = drivers
         self._store = store
-        self._add_point = add_point
+        self._add_points = add_points
+        self._limit = RateLimit(settings.limits.device_msgs_per_s)
+        self._clock = time.monotonic
         self._devices = devices
         self._stats = stats
         self._on_alarms = on_alarms
@@ -122,10 +127,9 @@ class Ingest:
             self._stats.alarm_duplicates += len(batch.alarms) - len(created)
             if created:
                 self._on_alarms(created)
-        # Points are queued after the commit so a failed commit leaves no half-handled batch.
-        for line in batch.lines:
-            self._add_point(line)
-        self._stats.points_queued += len(batch.lines)
+        # Points are spooled after the commit so a failed commit leaves no half-handled batch
+        # (a retried batch's alarms are recognised as duplicates); both before the ack.
+        await self._add_points(batch.lines)
         if batch.changes:
             self._on_changes(batch.changes)
         # Counted once the batch is durable, so a commit retried after a store error is not
@@ -133,7 +137,16 @@ class Ingest:
         _merge(self._stats.class_used, batch.used)
         _merge(self._stats.class_dead, batch.dead)
 
+    def flooding(self) -> dict[str, int]:
+        """The devices that lost the most messages to the rate limit (topic prefix -> count)."""
+        return self._limit.report()
+
     def _one(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
+        if not topic.endswith(UNLIMITED) and not self._limit.allow(
+            topic.rpartition("/")[0], self._clock()
+        ):
+            self._stats.rate_limited += 1
+            return
         if topic.endswith("/snapshot"):
             self._snapshot(topic, payload, now, batch)
             return

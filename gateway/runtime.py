@@ -9,6 +9,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,6 +28,7 @@ from gateway.linkage import LinkageForwarder
 from gateway.models import Topic
 from gateway.mqtt import Inbound, MqttLink, roles
 from gateway.ports import NewDeadLetter
+from gateway.spool import Spool, SpoolError
 from gateway.stats import Stats
 from gateway.storage.influx import InfluxV1Sink
 from gateway.storage.registry_store import RegistryStore
@@ -158,9 +160,16 @@ class _Parts:
             task = asyncio.create_task(store.commit([], [letter]))
             task.add_done_callback(lambda t: t.exception())
 
+        spool = settings.spool
+        try:
+            spooled = Spool(spool_dir(settings), spool.max_bytes, spool.segment_bytes, spool.fsync)
+        except SpoolError as exc:
+            raise ConfigError(f"spool.path: {exc}") from None
         writer = TelemetryWriter(
-            sink, stats, i.batch_size, i.flush_interval_s, i.max_buffer, reject
-        )
+            sink, stats, spooled,
+            i.batch_size, i.flush_interval_s, i.max_buffer, reject,
+            high_water_points=spool.high_water_points, max_hold_s=spool.max_hold_s,
+        )  # fmt: skip
         dispatcher = Dispatcher(store, forwarder, stats, settings.linkage)
         links = tuple(MqttLink(settings.mqtt, role, stats) for role in roles(settings.mqtt))
         announcer = next(link for link in links if link.role.announce)
@@ -173,7 +182,7 @@ class _Parts:
         fleet.tracker.resume(datetime.now(UTC))
         video = VideoQuality(settings.video_quality, stats, writer.add, store.commit)
         ingest = Ingest(
-            settings, router, faults.wrap_store(store), writer.add, fleet.tracker, stats,
+            settings, router, faults.wrap_store(store), writer.add_batch, fleet.tracker, stats,
             on_alarms=lambda ids: dispatcher.wake(), troubles=fleet.troubles,
             on_changes=fleet.apply,
             on_snapshot=video.submit if settings.video_quality.enabled else None,
@@ -216,7 +225,7 @@ class _Parts:
             on_alarms=self.dispatcher.wake, registry_writer=self.registry_store,
             cameras=self.video.cameras, evidence_dir=self.settings.video_quality.evidence_dir,
             sessions=lambda: {link.role.name: link.connected for link in self.links},
-            endpoints=self.dispatcher.endpoint_states,
+            endpoints=self.dispatcher.endpoint_states, flooding=self.ingest.flooding,
         )  # fmt: skip
 
     def _gauges(self) -> dict[str, float]:
@@ -231,6 +240,11 @@ class _Parts:
             "coverage_ms": round(self.fleet.coverage_ms, 1),
             "registry_version": self.fleet.registry.version,
         }
+
+
+def spool_dir(settings: Settings) -> Path:
+    """spool.path, or `spool` next to the alarm store."""
+    return settings.spool.path or settings.store.path.parent / "spool"
 
 
 async def _prepare_influx(sink: InfluxV1Sink) -> None:
@@ -248,7 +262,10 @@ async def _shutdown(
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.flush(), timeout=10)
     if writer.pending:
-        log.error("stopping with %d telemetry points unwritten", writer.pending)
+        log.warning(
+            "stopping with %d telemetry points in the spool; they are written after the next start",
+            writer.pending,
+        )
     server.should_exit = True
     for task in background:
         if task.get_name() != "api":

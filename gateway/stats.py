@@ -54,6 +54,8 @@ class Stats:
     points_written: int = 0
     points_evicted: int = 0
     points_rejected: int = 0
+    telemetry_holds: int = 0  # batches held back while the writer was behind
+    rate_limited: int = 0  # messages over a device's rate limit, dropped (gateway/ratelimit.py)
     write_errors: int = 0
     last_write_ms: float = 0.0
     alarms_raised: int = 0

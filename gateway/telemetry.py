@@ -1,68 +1,109 @@
-"""Batches telemetry points and writes them to the sink by size or time, retrying on failure.
+"""Telemetry from ingest to the time-series database through the durable spool (gateway/spool.py).
 
-The buffer is in memory and bounded (`influxdb.max_buffer`): when InfluxDB stays down longer
-than the buffer lasts, the oldest points are evicted with a counter and a warning. A durable
-on-disk spool replaces this buffer in a later issue; alarms never pass through here.
+Ingest hands each batch's points to `add_batch`, which appends them to the spool (one fsync'd
+record) before the batch is acknowledged to the broker. `run` reads the spool in order and
+writes batches of `batch_size` points, or whatever is there every `flush_interval_s`; a batch
+leaves the spool only once the database took it, so an outage of the database loses nothing
+(the spool holds `spool.max_bytes`, then evicts its oldest points, counted and logged).
+
+Backpressure: while more than `spool.high_water_points` wait, `add_batch` holds each batch
+until the spool drains below half of that or `spool.max_hold_s` passes. Held batches are not
+acknowledged, so the broker stops sending more (QoS 1 in-flight window) and keeps them queued.
+Only the telemetry session waits here; alarms have their own session and never pass through.
+
+Points the gateway makes itself (availability verdicts, video quality scores) come through
+`add`: they wait in memory (at most `influxdb.max_buffer`, oldest evicted) and are spooled by
+the writer within one flush interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
 from gateway.ports import PointsRejectedError, TelemetrySink
+from gateway.spool import Chunk, Spool
 from gateway.stats import Stats
 
 log = logging.getLogger(__name__)
 
 
 class TelemetryWriter:
-    """Owns the point buffer; `add` never blocks, `run` writes until cancelled."""
+    """Owns the spool's reading side; `add_batch` appends durably, `run` writes until cancelled."""
 
     def __init__(
         self,
         sink: TelemetrySink,
         stats: Stats,
+        spool: Spool,
         batch_size: int,
         flush_interval_s: float,
-        max_buffer: int,
+        max_loose: int,
         on_rejected: Callable[[bytes, str], None],
+        high_water_points: int = 100_000,
+        max_hold_s: float = 1.0,
     ) -> None:
         self._sink = sink
         self._stats = stats
+        self._spool = spool
         self._batch_size = batch_size
         self._interval = flush_interval_s
-        self._buffer: deque[bytes] = deque()
-        self._max_buffer = max_buffer
+        self._loose: deque[bytes] = deque()
+        self._max_loose = max_loose
+        self._high_water = high_water_points
+        self._max_hold_s = max_hold_s
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
         self._on_rejected = on_rejected
         self.healthy = True
         self.last_error: str | None = None
 
-    def add(self, line: bytes) -> None:
-        """Queue one point for writing."""
-        if len(self._buffer) >= self._max_buffer:
-            self._buffer.popleft()
-            self._stats.points_evicted += 1
-            if self._stats.points_evicted % 1000 == 1:
-                log.warning(
-                    "telemetry buffer full (%d points): evicted %d oldest points so far",
-                    self._max_buffer,
-                    self._stats.points_evicted,
-                )
-        self._buffer.append(line)
-        if len(self._buffer) >= self._batch_size:
-            self._wake.set()
-
     @property
     def pending(self) -> int:
-        """Points buffered and not yet written."""
-        return len(self._buffer)
+        """Points spooled or loose and not yet written."""
+        return self._spool.pending_points + len(self._loose)
+
+    @property
+    def backlogged(self) -> bool:
+        """More points wait than the high-water mark: telemetry consumption is being slowed."""
+        return self._spool.pending_points >= self._high_water
+
+    async def add_batch(self, lines: list[bytes]) -> None:
+        """Spool one batch durably (raises if the disk refuses: the batch stays unacknowledged)."""
+        if not lines:
+            return
+        if self.backlogged:
+            await self._hold()
+        evicted = await asyncio.to_thread(self._spool.append, lines)
+        self._stats.points_queued += len(lines)
+        self._stats.points_evicted += evicted
+        if self._spool.pending_points >= self._batch_size:
+            self._wake.set()
+
+    async def _hold(self) -> None:
+        self._stats.telemetry_holds += 1
+        if self._stats.telemetry_holds % 100 == 1:
+            waiting = self._spool.pending_points
+            log.warning("telemetry writer behind (%d points waiting): slowing telemetry "
+                        "consumption, the broker keeps the rest", waiting)  # fmt: skip
+        self._drained.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), self._max_hold_s)
+
+    def add(self, line: bytes) -> None:
+        """Queue one point the gateway made itself (spooled by `run`)."""
+        if len(self._loose) >= self._max_loose:
+            self._loose.popleft()
+            self._stats.points_evicted += 1
+            if self._stats.points_evicted % 1000 == 1:
+                log.warning("telemetry: %d gateway points waiting, evicted the oldest (%d so far)",
+                            self._max_loose, self._stats.points_evicted)  # fmt: skip
+        self._loose.append(line)
+        self._stats.points_queued += 1
 
     async def run(self) -> None:
         """Write forever: a full batch at once, a partial one when the interval has passed."""
@@ -71,51 +112,64 @@ class TelemetryWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             self._wake.clear()
-            # Only what is buffered now: writing what trickled in during the last write would
+            await self._spool_loose()
+            # Only what is spooled now: writing what trickled in during the last write would
             # turn one large batch into many tiny requests.
-            ok = await self.flush(limit=len(self._buffer))
+            ok = await self.flush(limit=self._spool.pending_points)
             backoff = self._interval if ok else min(backoff * 2, 5.0)
 
+    async def _spool_loose(self) -> None:
+        if self._loose:
+            lines = list(self._loose)
+            self._loose.clear()
+            self._stats.points_evicted += await asyncio.to_thread(self._spool.append, lines)
+
     async def flush(self, limit: int | None = None) -> bool:
-        """Write up to `limit` buffered points (default all), batch by batch; False if the
-        sink failed (the unwritten points stay buffered)."""
-        remaining = len(self._buffer) if limit is None else min(limit, len(self._buffer))
+        """Write up to `limit` spooled points (default all), batch by batch; False if the sink
+        failed (the unwritten points stay spooled)."""
+        if limit is None:
+            await self._spool_loose()
+            limit = self._spool.pending_points
+        remaining = limit
         while remaining > 0:
-            count = min(remaining, self._batch_size)
-            if not await self._write_batch(count):
+            chunk = await asyncio.to_thread(self._spool.read, min(remaining, self._batch_size))
+            if not chunk.points:
+                break
+            if not await self._write(chunk):
                 return False
-            remaining -= count
+            remaining -= chunk.points
         return True
 
-    async def _write_batch(self, count: int) -> bool:
-        batch = list(itertools.islice(self._buffer, count))
+    async def _write(self, chunk: Chunk) -> bool:
         started = time.perf_counter()
-        payload = b"\n".join(batch)
+        payload = b"\n".join(chunk.lines)
         try:
             await self._sink.write(payload)
         except PointsRejectedError as exc:
             # The database kept the good points and refused the rest: retrying cannot
             # help, so the batch is done and the refusal is kept as a dead letter.
-            self._stats.points_rejected += count
+            self._stats.points_rejected += chunk.points
             log.error("InfluxDB refused points: %s", exc)
             self._on_rejected(payload, str(exc))
         except Exception as exc:  # any sink failure keeps the batch for the next try
             self._note_failure(exc)
             return False
         else:
-            self._stats.points_written += count
-        for _ in range(count):
-            self._buffer.popleft()
+            self._stats.points_written += chunk.points
+        await asyncio.to_thread(self._spool.ack, chunk)
+        if self._spool.pending_points < self._high_water // 2:
+            self._drained.set()
         took = time.perf_counter() - started
         self._stats.last_write_ms = took * 1000
         self._stats.telemetry_write.observe(took)
         if not self.healthy:
-            log.info("telemetry writes recovered; %d points pending", len(self._buffer))
+            log.info("telemetry writes recovered; %d points pending", self.pending)
         self.healthy, self.last_error = True, None
         return True
 
     def _note_failure(self, exc: Exception) -> None:
         self._stats.write_errors += 1
         if self.healthy:
-            log.warning("telemetry write failed, will retry: %s", exc)
+            log.warning("telemetry write failed, will retry (the spool keeps the points): %s",
+                        exc)  # fmt: skip
         self.healthy, self.last_error = False, str(exc) or type(exc).__name__

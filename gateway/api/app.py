@@ -41,6 +41,7 @@ class ApiContext:
     evidence_dir: Path | None = None
     sessions: Callable[[], dict[str, bool]] = dict  # MQTT session -> connected
     endpoints: Callable[[], dict[str, str]] = dict  # linkage endpoint -> up/down
+    flooding: Callable[[], dict[str, int]] = dict  # device -> messages over its rate limit
 
 
 T = TypeVar("T")
@@ -207,6 +208,10 @@ async def _transition(ctx: ApiContext, alarm_id: str, action: str, body: Handlin
 
 
 def _other_routes(app: FastAPI, ctx: ApiContext) -> None:
+    @app.get("/api/flooding", summary="Devices over their rate limit: messages dropped, most first")
+    async def flooding() -> dict[str, int]:
+        return ctx.flooding()
+
     @app.get(
         "/api/devices", summary="Devices heard and/or registered, with availability",
         response_model=Page[DeviceRecord],

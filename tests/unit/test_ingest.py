@@ -50,11 +50,19 @@ def settings() -> Settings:
     return load_settings(EXAMPLE)
 
 
+async def no_points(lines: list[bytes]) -> None:
+    pass
+
+
 @pytest.fixture
 def parts(settings: Settings) -> tuple[Ingest, FakeStore, list[bytes], list[str]]:
     store, points, woken = FakeStore(), [], []
+
+    async def add_points(lines: list[bytes]) -> None:
+        points.extend(lines)
+
     ingest = Ingest(
-        settings, DriverRouter(settings), store, points.append,
+        settings, DriverRouter(settings), store, add_points,
         AvailabilityTracker(settings.availability), Stats(),
         on_alarms=woken.extend,
     )  # type: ignore[arg-type]  # fmt: skip
@@ -161,7 +169,7 @@ async def test_nvr_not_recording_or_short_retention_is_a_trouble_then_restored(
 ) -> None:
     store = FakeStore()
     ingest = Ingest(
-        settings, DriverRouter(settings), store, lambda line: None,
+        settings, DriverRouter(settings), store, no_points,
         AvailabilityTracker(settings.availability), Stats(), on_alarms=lambda ids: None,
         nvr=NvrTroubles(lambda school: 30),
     )  # type: ignore[arg-type]  # fmt: skip
@@ -174,3 +182,30 @@ async def test_nvr_not_recording_or_short_retention_is_a_trouble_then_restored(
     assert sorted(r.event or "" for r in store.restores) == [
         "nvr_not_recording", "nvr_retention_short",
     ]  # fmt: skip
+
+
+async def test_a_flooding_device_is_limited_counted_and_named_events_never(
+    settings: Settings,
+) -> None:
+    stats, store = Stats(), FakeStore()
+    ingest = Ingest(
+        settings, DriverRouter(settings), store, no_points,
+        AvailabilityTracker(settings.availability), stats, on_alarms=lambda ids: None,
+    )  # type: ignore[arg-type]  # fmt: skip
+    ingest._clock = lambda: 1000.5  # one window
+    limit = settings.limits.device_msgs_per_s
+    status = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "battery": 90}'
+    flood = [("campus/s1/button/loud/status", status)] * (limit + 30)
+    quiet = [("campus/s1/button/calm/status", status)] * 3
+    presses = [
+        ("campus/s1/button/loud/event",
+         b'{"seq": %d, "ts": "2026-11-23T08:00:0%dZ", "event": "press"}' % (n, n))
+        for n in range(1, 4)
+    ]  # fmt: skip
+    await ingest.handle(flood + quiet + presses)
+    assert stats.rate_limited == 30
+    assert ingest.flooding() == {"campus/s1/button/loud": 30}
+    assert len(store.alarms) == 3  # the flooding device's presses all became alarms
+    ingest._clock = lambda: 1001.5  # the next second: allowed again
+    await ingest.handle(flood[:limit])
+    assert stats.rate_limited == 30

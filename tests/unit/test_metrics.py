@@ -22,6 +22,7 @@ from gateway.ingest import Ingest, topic_class
 from gateway.metrics import CONTENT_TYPE, MetricsView, render
 from gateway.ports import NewAlarm, NewDeadLetter, Restore
 from gateway.runtime import DriverRouter
+from gateway.spool import Spool
 from gateway.stats import Histogram, Stats
 from gateway.storage.sqlite import SqliteAlarmStore
 from gateway.telemetry import TelemetryWriter
@@ -59,9 +60,13 @@ def settings() -> Settings:
     return load_settings(EXAMPLE)
 
 
+async def no_points(lines: list[bytes]) -> None:
+    pass
+
+
 def ingest_for(settings: Settings, store: object, stats: Stats) -> Ingest:
     return Ingest(
-        settings, DriverRouter(settings), store, lambda line: None,  # type: ignore[arg-type]
+        settings, DriverRouter(settings), store, no_points,  # type: ignore[arg-type]
         AvailabilityTracker(settings.availability), stats, on_alarms=lambda ids: None,
     )  # fmt: skip
 
@@ -159,16 +164,17 @@ async def test_confirmed_deliveries_are_timed_per_endpoint_and_failures_counted(
     assert value(s, "campusgw_alarm_delivery_seconds_bucket", endpoint="police", le="10.0") == 5
 
 
-async def test_each_written_batch_is_one_write_latency_observation() -> None:
+async def test_each_written_batch_is_one_write_latency_observation(tmp_path: Path) -> None:
     stats, sink = Stats(), Sink()
-    w = TelemetryWriter(sink, stats, batch_size=3, flush_interval_s=0.01, max_buffer=100,
+    w = TelemetryWriter(sink, stats, Spool(tmp_path, 1 << 20), batch_size=3,
+                        flush_interval_s=0.01, max_loose=100,
                         on_rejected=lambda lines, reason: None)  # fmt: skip
-    for n in range(7):
-        w.add(b"p%d" % n)
+    for n in range(0, 9, 3):  # three records of 3, one batch each
+        await w.add_batch([b"p%d" % m for m in range(n, n + 3)])
     assert await w.flush()
     s = scrape(MetricsView(stats, gauges={"points_pending": w.pending}))
     assert value(s, "campusgw_telemetry_write_seconds_count") == 3
-    assert value(s, "campusgw_telemetry_points_written_total") == 7
+    assert value(s, "campusgw_telemetry_points_written_total") == 9
     assert value(s, "campusgw_telemetry_pending_points") == 0
 
 

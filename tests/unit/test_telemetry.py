@@ -1,6 +1,11 @@
-"""Telemetry writer: batches by size, keeps a batch the sink failed, evicts oldest when full."""
+"""Telemetry writer over the spool: whole records in batches, failed writes kept (also across a
+restart), refusals dead-lettered, gateway points bounded, backpressure while behind."""
+
+import time
+from pathlib import Path
 
 from gateway.ports import PointsRejectedError
+from gateway.spool import Spool
 from gateway.stats import Stats
 from gateway.telemetry import TelemetryWriter
 
@@ -21,49 +26,70 @@ class Sink:
         self.batches.append(lines)
 
 
-def writer(sink: Sink, stats: Stats, rejected: list[str], max_buffer: int = 100) -> TelemetryWriter:
+def writer(
+    tmp_path: Path, sink: Sink, stats: Stats, rejected: list[str], max_buffer: int = 100,
+    high_water: int = 1000, hold_s: float = 1.0,
+) -> TelemetryWriter:  # fmt: skip
     return TelemetryWriter(
-        sink, stats, batch_size=3, flush_interval_s=0.01, max_buffer=max_buffer,
-        on_rejected=lambda lines, reason: rejected.append(reason),
+        sink, stats, Spool(tmp_path / "spool", 1 << 20), batch_size=3, flush_interval_s=0.01,
+        max_loose=max_buffer, on_rejected=lambda lines, reason: rejected.append(reason),
+        high_water_points=high_water, max_hold_s=hold_s,
     )  # fmt: skip
 
 
-async def test_batches_by_size_and_counts() -> None:
+async def test_batches_are_whole_records_of_about_batch_size(tmp_path: Path) -> None:
     sink, stats, rejected = Sink(), Stats(), []
-    w = writer(sink, stats, rejected)
-    for n in range(7):
-        w.add(b"p%d" % n)
+    w = writer(tmp_path, sink, stats, rejected)
+    for n in range(0, 6, 2):
+        await w.add_batch([b"p%d" % n, b"p%d" % (n + 1)])
     assert await w.flush()
-    assert sink.batches == [b"p0\np1\np2", b"p3\np4\np5", b"p6"]
-    assert (stats.points_written, w.pending) == (7, 0)
+    assert sink.batches == [b"p0\np1\np2\np3", b"p4\np5"]
+    assert (stats.points_written, stats.points_queued, w.pending) == (6, 6, 0)
 
 
-async def test_failed_write_keeps_the_batch() -> None:
+async def test_failed_write_keeps_the_points_even_across_a_restart(tmp_path: Path) -> None:
     sink, stats, rejected = Sink(), Stats(), []
-    w = writer(sink, stats, rejected)
-    w.add(b"a")
+    w = writer(tmp_path, sink, stats, rejected)
+    await w.add_batch([b"a", b"b"])
     sink.fail = ConnectionError("down")
     assert not await w.flush()
-    assert (w.pending, w.healthy, stats.write_errors) == (1, False, 1)
-    sink.fail = None
-    assert await w.flush()
-    assert (sink.batches, w.healthy, stats.points_written) == ([b"a"], True, 1)
+    assert (w.pending, w.healthy, stats.write_errors) == (2, False, 1)
+    again = writer(tmp_path, Sink(), Stats(), rejected)  # a new process on the same spool
+    assert again.pending == 2
+    assert await again.flush()
+    assert (again._sink.batches, again.pending) == ([b"a\nb"], 0)  # type: ignore[attr-defined]
 
 
-async def test_refused_points_become_dead_letters_not_retries() -> None:
+async def test_refused_points_become_dead_letters_not_retries(tmp_path: Path) -> None:
     sink, stats, rejected = Sink(), Stats(), []
-    w = writer(sink, stats, rejected)
-    w.add(b"bad")
+    w = writer(tmp_path, sink, stats, rejected)
+    await w.add_batch([b"bad"])
     sink.fail = PointsRejectedError("HTTP 400: field type conflict")
     assert await w.flush()
     assert (w.pending, stats.points_rejected, rejected) == (0, 1, ["HTTP 400: field type conflict"])
 
 
-async def test_full_buffer_evicts_oldest_and_counts() -> None:
+async def test_gateway_points_are_bounded_and_spooled_by_flush(tmp_path: Path) -> None:
     sink, stats, rejected = Sink(), Stats(), []
-    w = writer(sink, stats, rejected, max_buffer=4)
+    w = writer(tmp_path, sink, stats, rejected, max_buffer=4)
     for n in range(6):
         w.add(b"p%d" % n)
     assert (w.pending, stats.points_evicted) == (4, 2)
     await w.flush()
-    assert b"".join(sink.batches).startswith(b"p2")
+    assert sink.batches == [b"p2\np3\np4\np5"]
+
+
+async def test_batches_are_held_back_while_the_writer_is_behind(tmp_path: Path) -> None:
+    sink, stats, rejected = Sink(), Stats(), []
+    w = writer(tmp_path, sink, stats, rejected, high_water=4, hold_s=0.2)
+    await w.add_batch([b"a", b"b", b"c", b"d"])  # now at the high-water mark
+    assert w.backlogged
+    started = time.monotonic()
+    await w.add_batch([b"e"])  # held, nothing drains it: spooled after max_hold_s
+    assert time.monotonic() - started >= 0.19
+    assert (stats.telemetry_holds, w.pending) == (1, 5)
+    await w.flush()
+    assert not w.backlogged and w.pending == 0
+    started = time.monotonic()
+    await w.add_batch([b"f"])
+    assert time.monotonic() - started < 0.1 and stats.telemetry_holds == 1
