@@ -80,9 +80,14 @@ class MqttLink:
     """Owns the connection: reconnects, subscribes, hands batches to a handler, acks them."""
 
     def __init__(
-        self, settings: MqttSettings, role: LinkRole, stats: Stats, batch_max: int = 500
-    ) -> None:
+        self, settings: MqttSettings, role: LinkRole, stats: Stats, batch_max: int = 500,
+        max_queued: int = 50_000,
+    ) -> None:  # fmt: skip
         self._settings = settings
+        # Read but unhandled messages at most (QoS 0 has no in-flight window to stop the broker):
+        # past it the socket is not read until half have been handled, and the broker queues.
+        self._max_queued = max_queued
+        self._paused: socket.socket | None = None
         self.role = role
         self._stats = stats
         self._batch_max = batch_max
@@ -137,6 +142,12 @@ class MqttLink:
     def _read_ready(self, sock: socket.socket) -> None:
         # paho reads one packet per call; keep reading while the kernel holds more bytes, so one
         # loop turn hands the consumer a batch (one commit, one wake-up), not a single message.
+        if self._queue.qsize() >= self._max_queued:
+            assert self._loop is not None
+            self._loop.remove_reader(sock)
+            self._paused = sock
+            self._stats.mqtt_read_pauses += 1
+            return
         for _ in range(self._batch_max):
             if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
@@ -145,6 +156,7 @@ class MqttLink:
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
+        self._paused = None
         self._loop.remove_reader(sock)
         self._loop.remove_writer(sock)
 
@@ -303,6 +315,10 @@ class MqttLink:
             batch = []
         while len(batch) < self._batch_max and not self._queue.empty():
             batch.append(self._queue.get_nowait())
+        if self._paused is not None and self._queue.qsize() <= self._max_queued // 2:
+            assert self._loop is not None
+            self._loop.add_reader(self._paused, self._read_ready, self._paused)
+            self._paused = None
         return batch
 
     async def _disconnect(self) -> None:

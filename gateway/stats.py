@@ -65,6 +65,7 @@ class Stats:
     trouble_alarms: int = 0
     store_errors: int = 0
     mqtt_connects: int = 0
+    mqtt_read_pauses: int = 0  # socket reads paused: too many messages read, not handled
     snapshots_in: int = 0
     snapshots_checked: int = 0
     snapshots_skipped: int = 0
