@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--config", type=Path, help="TOML config file (its store.path is used)")
     audit.add_argument("--store", type=Path, help="the SQLite alarm store, instead of --config")
     _registry_parser(sub)
+    _storage_parser(sub)
     _api_parsers(sub)
     for name, (module, text) in SIMULATOR_COMMANDS.items():
         child = sub.add_parser(name, help=text, description=text)
@@ -174,6 +175,34 @@ def _audit(args: argparse.Namespace) -> int:
     state = f"{len(problems)} problem(s)" if problems else "intact"
     print(f"audit log {state}: {rows} rows in {path}, head {head}")
     return 1 if problems else 0
+
+
+def _storage_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.storage.influx_init import duration
+
+    storage = sub.add_parser(
+        "storage", help="set up the telemetry database: retention and 5-minute downsampling",
+        description="init, v1 API: create the database, the retention policies raw (default) "
+        "and downsampled, and a continuous query per measurement keeping 5-minute means; "
+        "idempotent (docs/storage.md). v2 API: print what to set up on the server.",
+    )  # fmt: skip
+    storage.add_argument("action", choices=["init"], help="init: create what is missing")
+    storage.add_argument("--config", type=Path, help="TOML config file (its [influxdb])")
+    keep = "keep %s this long, e.g. 90d, 12w, INF (default: influxdb.%s)"
+    storage.add_argument("--retention", type=duration, metavar="DURATION",
+                         help=keep % ("raw points", "retention"))  # fmt: skip
+    storage.add_argument("--downsample-retention", type=duration, metavar="DURATION",
+                         help=keep % ("5-minute means", "downsample_retention"))  # fmt: skip
+    storage.add_argument("--dry-run", action="store_true", help="print the InfluxQL only")
+
+
+def _storage(args: argparse.Namespace) -> int:
+    from gateway.storage import influx_init
+
+    influx = load_settings(args.config).influxdb
+    retention = args.retention or influx.retention
+    downsample = args.downsample_retention or influx.downsample_retention
+    return influx_init.run(influx, retention, downsample, args.dry_run, print)
 
 
 # --- registry (issue 5): import, export, show ----------------------------------------------------
@@ -371,4 +400,5 @@ _COMMANDS = {
     "coverage": _coverage,
     "test-alarms": _test_alarms,
     "registry": _registry,
+    "storage": _storage,
 }

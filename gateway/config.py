@@ -74,13 +74,41 @@ class MqttSettings(_Section):
     reconnect_max_s: float = Field(5.0, gt=0, description="Longest wait between reconnects.")
 
 
-class InfluxSettings(_Section):
-    """Telemetry storage over the InfluxDB v1 HTTP API (/write, /query)."""
+InfluxDuration = Annotated[str, Field(pattern=r"^([1-9][0-9]*[hdw]|INF)$")]
 
+
+class InfluxSettings(_Section):
+    """Telemetry storage: the InfluxDB v1 HTTP API (/write, /query) or the v2 API (/api/v2/write).
+
+    docs/storage.md says which servers speak which (InfluxDB 1.x/2.x/3, VictoriaMetrics).
+    """
+
+    api: Literal["v1", "v2"] = Field(
+        "v1",
+        description="v1: /write with database (+ username/password); v2: /api/v2/write with "
+        "token, org and bucket, through influxdb-client.",
+    )
     url: AnyHttpUrl = Field(AnyHttpUrl("http://127.0.0.1:8086"), description="InfluxDB base URL.")
-    database: str = Field("campus", min_length=1, description="Database; created at start-up.")
-    username: str | None = Field(None, description="InfluxDB user, if auth is enabled.")
-    password: SecretStr | None = Field(None, description="InfluxDB password.")
+    database: str = Field(
+        "campus", min_length=1, description="v1: database; created at start-up if missing."
+    )
+    username: str | None = Field(None, description="v1: InfluxDB user, if auth is enabled.")
+    password: SecretStr | None = Field(None, description="v1: InfluxDB password.")
+    token: SecretStr | None = Field(
+        None, description="v2: API token (sent as `Authorization: Token ...`)."
+    )
+    org: str | None = Field(None, min_length=1, description="v2: organization name (or id).")
+    bucket: str | None = Field(None, min_length=1, description="v2: bucket points go to.")
+    retention: InfluxDuration = Field(
+        "90d",
+        description="v1, `campusgw storage init`: how long raw points are kept (the default "
+        "retention policy `raw`), e.g. 90d, 12w, INF.",
+    )
+    downsample_retention: InfluxDuration = Field(
+        "730d",
+        description="v1, `campusgw storage init`: how long the 5-minute means are kept "
+        "(retention policy `downsampled`).",
+    )
     batch_size: int = Field(5000, ge=1, description="Write when this many points are buffered.")
     flush_interval_s: float = Field(0.2, gt=0, description="Write at least this often, seconds.")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one write.")
@@ -89,6 +117,17 @@ class InfluxSettings(_Section):
         description="Points the gateway makes itself (availability, video scores) held in "
         "memory until the writer spools them; device telemetry goes to the spool directly.",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _v2_needs_bucket_and_org(self) -> InfluxSettings:
+        missing = [
+            name for name in ("bucket", "org") if self.api == "v2" and not getattr(self, name)
+        ]
+        if missing:
+            fields = " and ".join(f"influxdb.{name}" for name in missing)
+            env = ", ".join(f"{ENV_PREFIX}INFLUXDB__{name.upper()}" for name in missing)
+            raise ValueError(f"api = 'v2' needs {fields} (env {env})")
+        return self
 
 
 class SpoolSettings(_Section):

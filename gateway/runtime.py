@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -19,7 +19,7 @@ from drivers.base import Driver
 from gateway import faults
 from gateway.alarms import NvrTroubles
 from gateway.api.app import ApiContext, create_app
-from gateway.config import ConfigError, Settings
+from gateway.config import ConfigError, InfluxSettings, Settings
 from gateway.fleet import Fleet
 from gateway.forwarding import Dispatcher
 from gateway.heap import freeze_long_lived
@@ -27,7 +27,7 @@ from gateway.ingest import Ingest
 from gateway.linkage import LinkageForwarder
 from gateway.models import Topic
 from gateway.mqtt import Inbound, MqttLink, roles
-from gateway.ports import NewDeadLetter
+from gateway.ports import NewDeadLetter, TelemetrySink
 from gateway.spool import Spool, SpoolError
 from gateway.stats import Stats
 from gateway.storage.influx import InfluxV1Sink
@@ -35,6 +35,9 @@ from gateway.storage.registry_store import RegistryStore
 from gateway.storage.sqlite import SqliteAlarmStore
 from gateway.telemetry import TelemetryWriter
 from gateway.video import VideoQuality
+
+if TYPE_CHECKING:
+    from gateway.storage.influx_v2 import InfluxV2Sink
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with (
         SqliteAlarmStore(settings.store.path, settings.alarms.duplicate_window_s) as store,
-        InfluxV1Sink(settings.influxdb) as sink,
+        telemetry_sink(settings.influxdb) as sink,
         LinkageForwarder(settings.linkage) as forwarder,
     ):
         await _prepare_influx(sink)
@@ -137,7 +140,7 @@ class _Parts:
     """The wired core and adapters of one running gateway."""
 
     store: SqliteAlarmStore
-    sink: InfluxV1Sink
+    sink: TelemetrySink
     stats: Stats
     writer: TelemetryWriter
     dispatcher: Dispatcher
@@ -151,7 +154,7 @@ class _Parts:
     @classmethod
     def wire(
         cls, settings: Settings, router: DriverRouter, store: SqliteAlarmStore,
-        sink: InfluxV1Sink, forwarder: LinkageForwarder,
+        sink: TelemetrySink, forwarder: LinkageForwarder,
     ) -> _Parts:  # fmt: skip
         stats, i = Stats(), settings.influxdb
 
@@ -242,12 +245,21 @@ class _Parts:
         }
 
 
+def telemetry_sink(settings: InfluxSettings) -> InfluxV1Sink | InfluxV2Sink:
+    """The sink influxdb.api selects: v1 (/write) or v2 (/api/v2/write, influxdb-client)."""
+    if settings.api == "v2":
+        from gateway.storage.influx_v2 import InfluxV2Sink  # 0.4 s of imports only v2 needs
+
+        return InfluxV2Sink(settings)
+    return InfluxV1Sink(settings)
+
+
 def spool_dir(settings: Settings) -> Path:
     """spool.path, or `spool` next to the alarm store."""
     return settings.spool.path or settings.store.path.parent / "spool"
 
 
-async def _prepare_influx(sink: InfluxV1Sink) -> None:
+async def _prepare_influx(sink: TelemetrySink) -> None:
     # InfluxDB being down must not stop alarms: warn and let the writer retry.
     try:
         await sink.prepare()

@@ -1,10 +1,12 @@
-"""Start real mosquitto and influxd as subprocesses for the integration tests and `campusgw demo`.
+"""Start real mosquitto, influxd and VictoriaMetrics as subprocesses for the integration tests
+and `campusgw demo`.
 
-Each server runs from a config file written into its own directory, on loopback, and is ready
-when polling says so (a TCP connect for mosquitto, GET /ping for influxd), never after a fixed
-sleep. Children run in their own process group, so a Ctrl-C at the terminal reaches only the
-parent, which stops them by PID in order; on Linux they also get SIGTERM when the thread that
-started them exits, so a crashed parent leaves no orphan. Start them from a long-lived thread.
+Each server runs with its config and data in its own directory, on loopback, and is ready when
+polling says so (a TCP connect for mosquitto, GET /ping for influxd, GET /health for
+VictoriaMetrics), never after a fixed sleep. Children run in their own process group, so a
+Ctrl-C at the terminal reaches only the parent, which stops them by PID in order; on Linux they
+also get SIGTERM when the thread that started them exits, so a crashed parent leaves no orphan.
+Start them from a long-lived thread.
 
     with Mosquitto().start(tmp_path / "mqtt", free_port()) as broker:
         ...  # broker.host, broker.port
@@ -369,3 +371,54 @@ class InfluxDB(_Server):
     def count(self, measurement: str, db: str) -> int:
         """Same as count_points(db, measurement): the number of points in a measurement."""
         return self.count_points(db, measurement)
+
+
+class VictoriaMetrics(_Server):
+    """A single-node VictoriaMetrics: a time-series database that accepts InfluxDB line
+    protocol on /write and /api/v2/write (each field becomes a metric `measurement_field`) and
+    answers PromQL/MetricsQL and /api/v1/export. Stands in for an InfluxDB v2 API in tests."""
+
+    name = "victoria-metrics"
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, e.g. http://127.0.0.1:8428."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, dir: Path, http_port: int, log_path: Path | None = None) -> Self:
+        """Start with its data in dir/data and wait until GET /health answers 200."""
+        return self._start(dir, http_port, log_path)
+
+    def _configure(self) -> list[str]:
+        return [
+            find_binary("victoria-metrics"),
+            f"-storageDataPath={self.dir / 'data'}",
+            f"-httpListenAddr={LOOPBACK}:{self.port}",
+            "-loggerLevel=WARN",
+        ]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1.0) as resp:
+                return int(resp.status) == 200
+        except OSError:
+            return False
+
+    def _get(self, path: str, params: dict[str, str]) -> bytes:
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=30.0) as resp:
+            return bytes(resp.read())
+
+    def export(self, selector: str) -> list[dict[str, Any]]:
+        """Every series matching a series selector, e.g. `{__name__="button_status_seq"}`,
+        with all its samples (`values`, `timestamps`), after flushing what was just written."""
+        self._get("/internal/force_flush", {})  # rows arrive in memory first, searchable ~1 s later
+        # `end` defaults to now: a point stamped a few ms ahead (a device clock) would be missed.
+        params = {"match[]": selector, "end": str(int(time.time()) + 86_400)}
+        text = self._get("/api/v1/export", params).decode()
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    def count_samples(self, metric: str) -> int:
+        """Samples stored under one metric name over all its series, e.g. `button_status_seq`
+        (measurement button_status, field seq): one per point written."""
+        return sum(len(series["values"]) for series in self.export(f'{{__name__="{metric}"}}'))

@@ -15,6 +15,14 @@ class _DatabaseNotFoundError(ConnectionError):
     pass
 
 
+def refuses_points(status: int) -> bool:
+    """A write answer that refuses (some of) the points themselves (bad line protocol, field
+    type conflict, beyond retention, too large): sending them again cannot help. Auth (401,
+    403), a missing database or bucket (404), timeouts (408) and throttling (429) are not about
+    the points: the batch is kept and retried until someone or time fixes them."""
+    return 400 <= status < 500 and status not in (401, 403, 404, 408, 429)
+
+
 class InfluxV1Sink:
     """TelemetrySink over the v1 HTTP API with one pooled aiohttp session."""
 
@@ -69,14 +77,14 @@ class InfluxV1Sink:
             body = (await resp.text())[:500]
             if resp.status == 404 and "database not found" in body:
                 raise _DatabaseNotFoundError(body)
-            if 400 <= resp.status < 500 and resp.status not in (401, 403, 404, 408, 429):
+            if refuses_points(resp.status):
                 raise PointsRejectedError(f"HTTP {resp.status}: {body}")
             raise ConnectionError(f"InfluxDB /write answered {resp.status}: {body}")
 
     async def ping(self) -> bool:
-        """GET /ping answers 204 when the server is up."""
+        """GET /ping answers 2xx when the server is up (1.x/2.x: 204, InfluxDB 3: 200)."""
         try:
             async with self.session.get(f"{self._base}/ping") as resp:
-                return resp.status == 204
+                return 200 <= resp.status < 300
         except (aiohttp.ClientError, TimeoutError):
             return False

@@ -32,6 +32,8 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[linkage.routes]\npolice = ['nowhere']\n", "routes.police"),
         ("[linkage.routes]\nburglar = []\n", "linkage.routes"),
         ("log_level = 'LOUD'\n", "log_level"),
+        ("[influxdb]\napi = 'v3'\n", "influxdb.api"),
+        ("[influxdb]\nretention = '90 days'\n", "influxdb.retention"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> None:
@@ -40,6 +42,28 @@ def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> No
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("missing", ["bucket", "org"])
+def test_v2_without_bucket_or_org_stops_start_up_naming_it(tmp_path: Path, missing: str) -> None:
+    present = {"bucket", "org"} - {missing}
+    path = tmp_path / "v2.toml"
+    path.write_text("[influxdb]\napi = 'v2'\n" + "".join(f"{k} = 'x'\n" for k in present))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert f"influxdb.{missing}" in str(info.value)
+    assert f"CAMPUSGW_INFLUXDB__{missing.upper()}" in str(info.value)
+    assert all(f"influxdb.{name}" not in str(info.value) for name in present)
+
+
+def test_v2_settings_load_with_the_token_hidden(tmp_path: Path) -> None:
+    path = tmp_path / "v2.toml"
+    path.write_text("[influxdb]\napi = 'v2'\ntoken = 't0k'\norg = 'edu'\nbucket = 'campus'\n")
+    influx = load_settings(path).influxdb
+    assert (influx.api, influx.org, influx.bucket) == ("v2", "edu", "campus")
+    assert influx.token is not None and influx.token.get_secret_value() == "t0k"
+    assert "t0k" not in repr(influx)
+    assert load_settings(None).influxdb.api == "v1"
 
 
 def test_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
