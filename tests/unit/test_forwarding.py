@@ -82,9 +82,14 @@ async def test_endpoint_declared_down_is_probed_one_at_a_time_then_recovers(
             async with asyncio.timeout(10):
                 while dispatcher.endpoint_states().get("police") != "down":  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
-            calls_when_down = endpoint.calls
-            await asyncio.sleep(0.3)  # several probe intervals
+            calls_when_down, endpoint.max_concurrent = endpoint.calls, 0
+            started = asyncio.get_running_loop().time()
+            async with asyncio.timeout(10):  # polled, so a loaded machine only makes it slower
+                while endpoint.calls - calls_when_down < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            elapsed = asyncio.get_running_loop().time() - started
             probes = endpoint.calls - calls_when_down
+            probing_concurrency = endpoint.max_concurrent
             endpoint.alive = True
             async with asyncio.timeout(10):
                 while (await store.counts())["deliveries_pending"]:  # noqa: ASYNC110
@@ -94,5 +99,7 @@ async def test_endpoint_declared_down_is_probed_one_at_a_time_then_recovers(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         assert dispatcher.endpoint_states() == {"police": "up"}
-    assert 2 <= probes <= 8, probes  # ~0.3 s / 0.05 s, never the whole backlog
+    # One probe at a time, at most one per probe interval: never the backlog of 10 at once.
+    assert probing_concurrency == 1
+    assert probes <= elapsed / linkage.probe_interval_s + 2, (probes, elapsed)
     assert endpoint.max_concurrent <= 10
