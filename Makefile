@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages venv demo test lint format unit integration bench bench-registry bench-vqd schemas clean
+.PHONY: help setup system-packages venv demo test lint format unit integration bench bench-registry bench-vqd bench-telemetry schemas clean
 
 help:
 	@echo "make demo   - bring up mosquitto, influxd, gateway, police/fire and fleet simulators"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - print throughput and alarm latency figures"
 	@echo "make bench-registry - 100k devices: import, coverage, API latency, memory"
 	@echo "make bench-vqd - video checks: precision/recall on a labelled set, snapshots/s"
+	@echo "make bench-telemetry - MQTT -> InfluxDB rate/delay vs mosquitto_sub, mqtt2influxdb; memory"
 	@echo "make schemas- regenerate docs/schemas/ from the pydantic models"
 
 setup: system-packages venv
@@ -58,6 +59,9 @@ bench-registry: setup
 
 bench-vqd: venv
 	$(PY) bench/vqd.py
+
+bench-telemetry: setup
+	flock /tmp/bench.lock $(PY) bench/telemetry.py
 
 schemas: venv
 	$(VENV)/bin/campusgw schemas
