@@ -16,6 +16,9 @@ fault control API is served there (and on --control-port, if given):
                                       inject; for_s and strength optional (until cleared, 1.0)
     DELETE /faults/{school}/{device}  clear the camera's injected and current scheduled faults
 --schedule "s1/c1:30-90=blur,s1/c2:10-20=cover@0.5" injects faults by seconds since the start.
+With --rtsp-port, rtsp://HOST:PORT/{school}/{device} streams each camera live as Motion-JPEG over
+RTP, interleaved in the RTSP connection (simulators/rtsp.py), --rtsp-fps frames a second with
+the same faults, rendered only while someone plays it.
 Faults are those of camera_scenes.FAULTS ("freeze" sends the last snapshot again, byte for byte;
 "drop" skips snapshots) and "stop": the camera sends nothing at all, snapshots or status.
 
@@ -60,6 +63,7 @@ from simulators.camera_scenes import Scene, apply_fault, encode_jpeg
 from simulators.devices import Device
 from simulators.fleet import SchoolLink
 from simulators.registry_gen import RegistryFileError, read_devices
+from simulators.rtsp import CameraFeed, RtspServer
 
 MAX_UNACKED = 20  # messages waiting for a PUBACK per school, beyond which snapshots are skipped
 LOCATIONS = {"gatehouse": "gate", "entrance": "gate", "perimeter": "perimeter",
@@ -256,9 +260,11 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("--height", int, 1080, "frame height"),
     ("--jpeg-quality", int, 85, "JPEG quality 1-100"),
     ("--light", float, None, "0 (night, infrared) .. 1 (day) instead of the local clock's light"),
-    ("--http-host", str, "127.0.0.1", "address of the HTTP snapshot and control server"),
+    ("--http-host", str, "127.0.0.1", "address of the HTTP and RTSP servers"),
     ("--http-port", int, 0, "serve snapshots and the fault API on this port; 0 = off"),
     ("--control-port", int, 0, "also serve the fault API (and snapshots) on this port; 0 = off"),
+    ("--rtsp-port", int, 0, "stream rtsp://HOST:PORT/SCHOOL/DEVICE (Motion-JPEG, TCP); 0 = off"),
+    ("--rtsp-fps", _positive, 5.0, "frames per second of each RTSP stream being played"),
     ("--schedule", _schedule, None, "faults by time, e.g. s1/c1:30-90=blur,s1/c2:60-120=cover@0.5"),
     ("--workers", int, 2, "frames rendered at the same time (threads)"),
     ("--seed", int, 1, "random seed: scenes, phases and values"),
@@ -270,8 +276,14 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
 
 def build_parser(p: argparse.ArgumentParser) -> None:
     """Add the camera simulator's options to p."""
-    p.description = ("Simulate cameras sending JPEG snapshots (MQTT, HTTP) with injectable video "
-                     "faults: " + ", ".join(SIM_FAULTS) + ".")  # fmt: skip
+    p.description = ("Simulate cameras sending JPEG snapshots (MQTT, HTTP) and RTSP streams with "
+                     "injectable video faults: " + ", ".join(SIM_FAULTS) + ".")  # fmt: skip
+    p.epilog = ("With --rtsp-port, rtsp://HOST:PORT/SCHOOL/DEVICE streams each camera as "
+                "Motion-JPEG over RTP (RFC 2435) interleaved in the RTSP connection: a SETUP for "
+                "UDP is answered 461 and FFmpeg (cv2.VideoCapture) asks again for TCP. Streams "
+                "carry the same faults (freeze repeats the last streamed frame, drop sends "
+                "nothing, stop closes them) and are rendered only while played. Faults: POST "
+                "/faults on --http-port or --control-port. See docs/video-quality.md.")  # fmt: skip
     for flag, kind, default, text in _OPTIONS:
         p.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
 
@@ -300,6 +312,18 @@ async def _serve(sim: CameraSim) -> web.AppRunner | None:
         print(f"http://{sim.args.http_host}:{port}/cameras/{{school}}/{{device}}.jpg "
               f"and /faults", flush=True)  # fmt: skip
     return runner
+
+
+async def _serve_rtsp(sim: CameraSim) -> RtspServer | None:
+    host, port = sim.args.http_host, sim.args.rtsp_port
+    if not port:
+        return None
+    try:
+        server = await RtspServer(CameraFeed(sim), sim.args.rtsp_fps).start(host, port)
+    except OSError as exc:
+        raise SystemExit(f"cameras: cannot serve RTSP on {host}:{port}: {exc}") from None
+    print(f"rtsp://{host}:{port}/{{school}}/{{device}}", flush=True)
+    return server
 
 
 async def _connected(sim: CameraSim, stop: asyncio.Event) -> bool:
@@ -342,9 +366,10 @@ async def _main(sim: CameraSim) -> int:
     links = sim.links.values()
     tasks = [asyncio.create_task(c()) for k in links for c in (k.keep_connected, k.housekeeping)]
     tasks.append(asyncio.create_task(_report(sim, sim.args.progress)))
-    runner = None
+    runner = rtsp = None
     try:
         runner = await _serve(sim)
+        rtsp = await _serve_rtsp(sim)
         if not await _connected(sim, stop):
             print("cameras: stopped before every school reached the broker", flush=True)
             return 1
@@ -359,6 +384,9 @@ async def _main(sim: CameraSim) -> int:
             task.cancel()
         if runner is not None:
             await runner.cleanup()
+        if rtsp is not None:
+            await rtsp.close()
+            sim.stats.update({f"rtsp_{k}": v for k, v in rtsp.stats.items()})
     return _summary(sim)
 
 
@@ -370,6 +398,9 @@ def _summary(sim: CameraSim) -> int:
           f"snapshots: {s['snapshots']} ({s['bytes'] / 2**20:.1f} MiB) frozen={s['frozen']} "
           f"dropped={s['dropped']} stopped={s['stopped']} skipped={s['skipped']}; "
           f"status: {s['status']}", flush=True)  # fmt: skip
+    if sim.args.rtsp_port:
+        print(f"rtsp: {s['rtsp_sessions']} sessions, {s['rtsp_frames']} frames sent, "
+              f"{s['rtsp_skipped']} skipped (slow clients)", flush=True)  # fmt: skip
     print(f"unacknowledged: {unacked}" if unacked else "every message acknowledged", flush=True)
     return int(unacked > 0)
 
