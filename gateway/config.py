@@ -147,10 +147,12 @@ class SpoolSettings(_Section):
         True, description="fsync each batch before it is acknowledged (false: a power cut may "
         "lose the last batches acknowledged, a process crash still does not).",
     )  # fmt: skip
-    high_water_points: int = Field(
-        100_000, ge=1,
-        description="Past this many points waiting, telemetry consumption slows down "
-        "(batches held, unacknowledged, so the broker queues).",
+    backpressure_at: float = Field(
+        0.9, gt=0, le=1,
+        description="Share of max_bytes filled at which telemetry consumption slows down "
+        "(batches held, unacknowledged, so the broker queues). Near the bound on purpose: the "
+        "spool holds millions of points, the broker's queue far fewer (an outage must fill the "
+        "spool, not the broker).",
     )  # fmt: skip
     max_hold_s: float = Field(1.0, gt=0, description="Longest a batch is held back, seconds.")
 

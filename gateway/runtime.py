@@ -171,7 +171,8 @@ class _Parts:
         writer = TelemetryWriter(
             sink, stats, spooled,
             i.batch_size, i.flush_interval_s, i.max_buffer, reject,
-            high_water_points=spool.high_water_points, max_hold_s=spool.max_hold_s,
+            high_water_bytes=int(spool.max_bytes * spool.backpressure_at),
+            max_hold_s=spool.max_hold_s,
         )  # fmt: skip
         dispatcher = Dispatcher(store, forwarder, stats, settings.linkage)
         links = tuple(MqttLink(settings.mqtt, role, stats) for role in roles(settings.mqtt))

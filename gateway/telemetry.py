@@ -6,10 +6,12 @@ writes batches of `batch_size` points, or whatever is there every `flush_interva
 leaves the spool only once the database took it, so an outage of the database loses nothing
 (the spool holds `spool.max_bytes`, then evicts its oldest points, counted and logged).
 
-Backpressure: while more than `spool.high_water_points` wait, `add_batch` holds each batch
-until the spool drains below half of that or `spool.max_hold_s` passes. Held batches are not
-acknowledged, so the broker stops sending more (QoS 1 in-flight window) and keeps them queued.
-Only the telemetry session waits here; alarms have their own session and never pass through.
+Backpressure: while the spool is filled past `spool.backpressure_at` of its bound, `add_batch`
+holds each batch until the spool drains below 90 % of that mark or `spool.max_hold_s` passes.
+Held batches are not acknowledged, so the broker stops sending more (QoS 1 in-flight window) and
+keeps them queued. The mark is near the bound on purpose: during a database outage the spool
+(millions of points) must take the backlog, not the broker's far smaller queue. Only the
+telemetry session waits here; alarms have their own session and never pass through.
 
 Points the gateway makes itself (availability verdicts, video quality scores) come through
 `add`: they wait in memory (at most `influxdb.max_buffer`, oldest evicted) and are spooled by
@@ -44,7 +46,7 @@ class TelemetryWriter:
         flush_interval_s: float,
         max_loose: int,
         on_rejected: Callable[[bytes, str], None],
-        high_water_points: int = 100_000,
+        high_water_bytes: int = 900 << 20,
         max_hold_s: float = 1.0,
     ) -> None:
         self._sink = sink
@@ -54,7 +56,7 @@ class TelemetryWriter:
         self._interval = flush_interval_s
         self._loose: deque[bytes] = deque()
         self._max_loose = max_loose
-        self._high_water = high_water_points
+        self._high_water = high_water_bytes
         self._max_hold_s = max_hold_s
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
@@ -69,8 +71,8 @@ class TelemetryWriter:
 
     @property
     def backlogged(self) -> bool:
-        """More points wait than the high-water mark: telemetry consumption is being slowed."""
-        return self._spool.pending_points >= self._high_water
+        """The spool is filled past the high-water mark: telemetry consumption is being slowed."""
+        return self._spool.pending_bytes >= self._high_water
 
     async def add_batch(self, lines: list[bytes]) -> None:
         """Spool one batch durably (raises if the disk refuses: the batch stays unacknowledged)."""
@@ -81,8 +83,8 @@ class TelemetryWriter:
         evicted = await asyncio.to_thread(self._spool.append, lines)
         self._stats.points_queued += len(lines)
         self._stats.points_evicted += evicted
-        if self._spool.pending_points >= self._batch_size:
-            self._wake.set()
+        if self.healthy and self._spool.pending_points >= self._batch_size:
+            self._wake.set()  # (while the database fails, the writer keeps to its backoff)
 
     async def _hold(self) -> None:
         self._stats.telemetry_holds += 1
@@ -157,7 +159,7 @@ class TelemetryWriter:
         else:
             self._stats.points_written += chunk.points
         await asyncio.to_thread(self._spool.ack, chunk)
-        if self._spool.pending_points < self._high_water // 2:
+        if self._spool.pending_bytes < self._high_water * 0.9:
             self._drained.set()
         took = time.perf_counter() - started
         self._stats.last_write_ms = took * 1000

@@ -28,12 +28,12 @@ class Sink:
 
 def writer(
     tmp_path: Path, sink: Sink, stats: Stats, rejected: list[str], max_buffer: int = 100,
-    high_water: int = 1000, hold_s: float = 1.0,
+    high_water: int = 1 << 20, hold_s: float = 1.0,
 ) -> TelemetryWriter:  # fmt: skip
     return TelemetryWriter(
         sink, stats, Spool(tmp_path / "spool", 1 << 20), batch_size=3, flush_interval_s=0.01,
         max_loose=max_buffer, on_rejected=lambda lines, reason: rejected.append(reason),
-        high_water_points=high_water, max_hold_s=hold_s,
+        high_water_bytes=high_water, max_hold_s=hold_s,
     )  # fmt: skip
 
 
@@ -81,15 +81,29 @@ async def test_gateway_points_are_bounded_and_spooled_by_flush(tmp_path: Path) -
 
 async def test_batches_are_held_back_while_the_writer_is_behind(tmp_path: Path) -> None:
     sink, stats, rejected = Sink(), Stats(), []
-    w = writer(tmp_path, sink, stats, rejected, high_water=4, hold_s=0.2)
-    await w.add_batch([b"a", b"b", b"c", b"d"])  # now at the high-water mark
+    w = writer(tmp_path, sink, stats, rejected, high_water=20, hold_s=0.2)
+    await w.add_batch([b"a", b"b", b"c", b"d"])  # 12 + 7 bytes: under the mark
+    assert not w.backlogged
+    await w.add_batch([b"x"])  # 12 + 1 more: past it
     assert w.backlogged
     started = time.monotonic()
     await w.add_batch([b"e"])  # held, nothing drains it: spooled after max_hold_s
     assert time.monotonic() - started >= 0.19
-    assert (stats.telemetry_holds, w.pending) == (1, 5)
+    assert (stats.telemetry_holds, w.pending) == (1, 6)
     await w.flush()
     assert not w.backlogged and w.pending == 0
     started = time.monotonic()
     await w.add_batch([b"f"])
     assert time.monotonic() - started < 0.1 and stats.telemetry_holds == 1
+
+
+async def test_while_the_database_fails_new_batches_do_not_cut_the_backoff(tmp_path: Path) -> None:
+    sink, stats, rejected = Sink(), Stats(), []
+    w = writer(tmp_path, sink, stats, rejected)
+    await w.add_batch([b"a", b"b", b"c"])
+    assert w._wake.is_set()  # a full batch wakes a healthy writer
+    w._wake.clear()
+    sink.fail = ConnectionError("down")
+    assert not await w.flush()
+    await w.add_batch([b"d", b"e", b"f"])
+    assert not w._wake.is_set() and stats.write_errors == 1  # the writer keeps to its backoff
