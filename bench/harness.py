@@ -93,8 +93,9 @@ def poll_until(
 class Stack:
     """mosquitto, influxd, police endpoint and gateway: started in order, stopped in reverse."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, video: dict[str, bool | int] | None = None) -> None:
         self.root = root
+        self.video = video or {}  # [video_quality] settings other than the defaults
         self.broker = Mosquitto()
         self.influx = InfluxDB()
         # Chosen together so that no two are the same (free_port() twice can be).
@@ -178,13 +179,18 @@ def clean_env() -> dict[str, str]:
 
 
 def gateway_config(stack: Stack) -> str:
-    """The gateway's TOML: defaults except addresses, a fresh store and short retry delays."""
+    """The gateway's TOML: defaults except addresses, a fresh store, short retry delays and
+    evidence frames kept in the run's folder (video quality on, default workers, unless
+    stack.video says otherwise)."""
+    video = {"enabled": True} | stack.video
+    video_keys = "".join(f"{k} = {str(v).lower()}\n" for k, v in video.items())
     return (
         'log_level = "INFO"\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {stack.broker.port}\nclient_id = "campusgw-bench"\n\n'
         f'[influxdb]\nurl = "{stack.influx.url}"\ndatabase = "{DB}"\n\n'
         f'[store]\npath = "{stack.root / "gateway" / "gateway.db"}"\n\n'
         f'[api]\nhost = "127.0.0.1"\nport = {stack.api_port}\n\n'
+        f'[video_quality]\n{video_keys}evidence_dir = "{stack.root / "evidence"}"\n\n'
         "[linkage]\nretry_initial_s = 0.05\nretry_max_s = 1.0\n\n"
         f'[linkage.endpoints.police]\nurl = "{stack.police("/alarms")}"\n\n'
         '[linkage.routes]\npolice = ["police"]\nmedical = ["police"]\nfire = []\nintrusion = []\n'

@@ -19,6 +19,15 @@ load        for each --load-qos: bench/load.py (a child process) publishes --loa
             presses at --press-rate run from 1 s after it starts to 1 s before it ends.
             Prints the achieved load rate, latency, the gateway's counters (messages in, points
             written, write rate, points pending, drain time) and each process's CPU share.
+vqd         bench/snapshots.py (a child process) publishes 1080p JPEG snapshots (quality 70,
+            --vqd-frames distinct frames per camera, cycled) from --vqd-cameras cameras, QoS 0,
+            for --vqd-duration s at --vqd-rate/s, by default at twice the rate the gateway's
+            video-quality pool (default workers) checked in a 6 s calibration before, so that
+            the pool stays saturated. Presses as in `load`. Prints snapshots published,
+            received, checked and skipped, checks/s against the calibrated capacity, whether
+            snapshots were skipped in every half-second sample (saturated throughout), each
+            process's CPU share and the latency beside the idle phase's of the same run.
+            --vqd-off: a control, the gateway receives the snapshots but checks none.
 rate        --alarms presses (distinct device and seq) from --alarm-publishers clients, QoS 1,
             as fast as they go: time until /api/stats shows them all stored, and until the
             police endpoint has them all (distinct Idempotency-Keys); then checks the counts.
@@ -26,7 +35,7 @@ rate        --alarms presses (distinct device and seq) from --alarm-publishers c
 Every phase also prints each process's share of a core and what other jobs on this machine
 used meanwhile: on a shared 2-core machine another job skews latency badly, so those lines are
 flagged. Percentiles are nearest rank. --runs N repeats everything on a fresh stack and ends
-with the range (min - max) of each headline figure. The default takes about 1.5 minutes.
+with the range (min - max) of each headline figure. The default takes about 2 minutes.
 
     .venv/bin/python bench/pipeline.py                        # every phase, once
     .venv/bin/python bench/pipeline.py --runs 3               # three runs and their ranges
@@ -66,10 +75,11 @@ from latency import latency_figures, run_presses
 from loaded import run_loaded, settle
 from probes import fsync_cost, sqlite_commit_cost
 from report import text_report
+from vqdloaded import run_vqd
 
 from simulators.servers import InfluxDB, InfluxError, log_tail
 
-PHASES = ("fsync", "throughput", "idle", "load", "rate")
+PHASES = ("fsync", "throughput", "idle", "load", "vqd", "rate")
 
 
 def telemetry(publisher: int, count: int, devices: int, first: int) -> list[tuple[str, bytes]]:
@@ -132,6 +142,9 @@ def run_phases(stack: Stack, args: argparse.Namespace, out: dict[str, Any]) -> N
         for qos in args.load_qos:
             quiet(stack, args)
             out["loaded"].append(run_loaded(stack, args, qos))
+    if "vqd" in args.phases:
+        quiet(stack, args)
+        out["vqd"] = run_vqd(stack, args)
     if "rate" in args.phases:
         out["rate"] = with_cpu(stack, args, lambda: run_rate(stack, args))
 
@@ -171,7 +184,7 @@ def run_once(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         out["sqlite_commit"] = sqlite_commit_cost(root / "gateway", args.fsync_samples)
     if set(args.phases) == {"fsync"}:
         return out
-    stack = Stack(root)
+    stack = Stack(root, video_settings(args))
     try:
         stack.start()
         try:
@@ -185,6 +198,14 @@ def run_once(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     finally:
         stack.stop()
     return out
+
+
+def video_settings(args: argparse.Namespace) -> dict[str, bool | int]:
+    """The gateway's [video_quality] settings that --vqd-worker-nice and --vqd-off change."""
+    video: dict[str, bool | int] = {"enabled": not args.vqd_off}
+    if args.vqd_worker_nice is not None:
+        video["worker_nice"] = args.vqd_worker_nice
+    return video
 
 
 def phase_list(text: str) -> list[str]:
@@ -220,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="load: QoS of the load, one load phase each (default: 0 1)")  # fmt: skip
     add("--load-publishers", type=int, default=4, help="load: MQTT clients (default: 4)")
     add("--load-devices", type=int, default=1000, help="load: devices (default: 1000)")
+    add("--vqd-cameras", type=int, default=16, help="vqd: cameras (default: 16)")
+    add("--vqd-frames", type=int, default=12, help="vqd: distinct frames per camera (default: 12)")
+    add("--vqd-rate", type=float, default=None,
+        help="vqd: snapshots/s, all cameras (default: twice the calibrated capacity)")  # fmt: skip
+    add("--vqd-duration", type=float, default=20.0, help="vqd: seconds (default: 20)")
+    add("--vqd-worker-nice", type=int, choices=range(20), default=None, metavar="N",
+        help="the gateway's video_quality.worker_nice (default: the gateway's)")  # fmt: skip
+    add("--vqd-off", action="store_true",
+        help="vqd: a control: the gateway receives the snapshots but does not check them "
+        "(video_quality.enabled = false; needs --vqd-rate)")  # fmt: skip
     add("--alarms", type=int, default=20000, help="rate: presses (default: 20000)")
     add("--alarm-publishers", type=int, default=4, help="rate: MQTT clients (default: 4)")
     add("--alarm-devices", type=int, default=2000, help="rate: devices (default: 2000)")
@@ -235,7 +266,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Reject values no run can use."""
     counts = ("runs", "fsync_samples", "messages", "publishers", "devices", "presses",
               "press_rate", "load_rate", "load_publishers", "load_devices", "alarms",
-              "alarm_publishers", "alarm_devices")  # fmt: skip
+              "alarm_publishers", "alarm_devices", "vqd_cameras", "vqd_frames")  # fmt: skip
     bad = [f"--{c.replace('_', '-')}" for c in counts if getattr(args, c) <= 0]
     if bad:
         parser.error(f"{', '.join(bad)} must be positive")
@@ -243,6 +274,12 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--publishers must not exceed --messages nor --devices")
     if args.load_duration <= 2.5:
         parser.error("--load-duration must exceed 2.5 s (presses skip its first and last 1 s)")
+    if args.vqd_duration <= 2.5:
+        parser.error("--vqd-duration must exceed 2.5 s (presses skip its first and last 1 s)")
+    if args.vqd_rate is not None and args.vqd_rate <= 0:
+        parser.error("--vqd-rate must be positive")
+    if args.vqd_off and args.vqd_rate is None:
+        parser.error("--vqd-off needs --vqd-rate: with no checks there is no capacity to measure")
     if args.alarm_publishers > min(args.alarms, args.alarm_devices):
         parser.error("--alarm-publishers must not exceed --alarms nor --alarm-devices")
 

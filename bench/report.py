@@ -56,6 +56,8 @@ def run_lines(run: dict[str, Any], args: dict[str, Any]) -> list[str]:
         lines += latency_lines(head, run["idle"], IDLE_P99_TARGET_MS) + cpu_line(run["idle"])
     for loaded in run.get("loaded", []):
         lines += loaded_lines(loaded, args)
+    if "vqd" in run:
+        lines += vqd_lines(run["vqd"], run.get("idle"), args)
     if "rate" in run:
         lines += rate_lines(run["rate"])
     if "gateway" in run:
@@ -145,6 +147,49 @@ def loaded_lines(r: dict[str, Any], args: dict[str, Any]) -> list[str]:
     ]
 
 
+def vqd_lines(r: dict[str, Any], idle: dict[str, Any] | None, args: dict[str, Any]) -> list[str]:
+    """Latency while the video checks are saturated, beside the idle figures of the same run."""
+    pub, gw, cap = r["publish"], r["gateway"], r["capacity_s"]
+    why = "--vqd-rate" if cap is None else f"{r['rate_factor']:g}x the {cap:.0f}/s calibrated"
+    full = gw["intervals"] > 0 and gw["intervals_skipping"] == gw["intervals"]
+    what = (
+        "CONTROL, snapshots received but not checked (video_quality.enabled = false)"
+        if r.get("checks_off")
+        else "video quality diagnosis is saturated"
+    )
+    return [
+        f"alarm latency while {what}: {pub['cameras']} cameras, "
+        f"1080p JPEG q70 ({r['jpeg_kb']:.0f} KB average, {pub['frames_per_camera']} frames "
+        f"each), {fmt(r['rate'], '/s', 0)} ({why}) for {pub['duration_s']:g} s, QoS 0; "
+        f"presses at {args['press_rate']:g}/s, QoS 1",
+        f"  snapshots: published {fmt(pub['published'])} ({fmt(pub['achieved_s'], '/s', 0)}, "
+        f"late ticks {pub['late_ticks']}), received {fmt(gw['snapshots_in'])}, checked "
+        f"{fmt(gw['snapshots_checked'])}, skipped {fmt(gw['snapshots_skipped'])}, video "
+        f"troubles {gw['video_troubles']}, dead letters {gw['dead_letters_in']}",
+        f"  checks: {fmt(gw['checked_s'], '/s', 0)} during the presses"
+        + ("" if cap is None else f" = {ratio(gw['checked_s'], cap)} the calibrated capacity")
+        + f"; snapshots skipped in {gw['intervals_skipping']} of {gw['intervals']} half-second "
+        + ("samples: saturated throughout" if full else "samples: NOT saturated throughout"),
+        *latency_lines("", r["latency"], IDLE_P99_TARGET_MS)[1:],
+        *beside_idle(r["latency"], idle),
+        *cpu_line(r, "the snapshots"),
+    ]
+
+
+def beside_idle(lat: dict[str, Any], idle: dict[str, Any] | None) -> list[str]:
+    """The same run's idle latency and the ratios, percentile by percentile."""
+    if idle is None:
+        return ["  idle latency of this run: n/a (the idle phase did not run)"]
+    keys = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+    ratios = ", ".join(f"{k[:-3]} {ratio(lat[k], idle[k])}" for k in keys)
+    return [f"  idle, same run:                  {pcts(idle)}", f"  saturated / idle: {ratios}"]
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """a / b as `1.23x`, or n/a."""
+    return "n/a" if a is None or not b else f"{a / b:.2f}x"
+
+
 def rate_lines(r: dict[str, Any]) -> list[str]:
     """Alarm throughput with durable commits, and the count checks."""
     stored_ok = None if r["stored_per_s"] is None else r["stored_per_s"] >= ALARMS_PER_S_TARGET
@@ -187,6 +232,15 @@ def headline(run: dict[str, Any]) -> list[tuple[str, Any, str]]:
         rows += [(f"{q}: achieved rate", r["load"]["achieved_msg_s"], " msg/s"),
                  (f"{q}: latency p50", r["latency"]["p50_ms"], " ms"),
                  (f"{q}: latency p99", r["latency"]["p99_ms"], " ms")]  # fmt: skip
+    if "vqd" in run:
+        v, idle = run["vqd"], run.get("idle") or {}
+        rows += [("vqd: checks/s", v["gateway"]["checked_s"], " /s"),
+                 ("vqd: skipped", v["gateway"]["snapshots_skipped"], ""),
+                 ("vqd: latency p50", v["latency"]["p50_ms"], " ms"),
+                 ("vqd: latency p99", v["latency"]["p99_ms"], " ms"),
+                 ("vqd: latency max", v["latency"]["max_ms"], " ms")]  # fmt: skip
+        if idle.get("p99_ms") and v["latency"]["p99_ms"] is not None:
+            rows.append(("vqd: p99 / idle p99", v["latency"]["p99_ms"] / idle["p99_ms"], "x"))
     if "rate" in run:
         rows += [("alarms stored", run["rate"]["stored_per_s"], " /s"),
                  ("alarms delivered", run["rate"]["delivered_per_s"], " /s")]  # fmt: skip

@@ -95,6 +95,14 @@ class VideoQualitySettings(_Section):
 
     enabled: bool = Field(True, description="Run the checks on snapshots.")
     workers: int = Field(2, ge=1, le=64, description="Threads decoding and checking frames.")
+    worker_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="The worker threads run this much nicer than the rest of the gateway "
+        "(Linux niceness is per thread; capped at 19): checking frames yields the CPUs to the "
+        "event loop, which carries the alarms. 0: same priority.",
+    )
     decode_reduction: Literal[1, 2, 4, 8] = Field(
         4, description="Decode JPEGs at 1/N size (cv2.IMREAD_REDUCED_*): enough for the checks."
     )

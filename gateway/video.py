@@ -2,16 +2,19 @@
 
 Frames arrive as MQTT snapshots (`submit`) or are fetched from configured sources (HTTP snapshot
 URLs, RTSP streams, files). Decoding and checks run in a thread pool sized by
-`video_quality.workers`, never on the event loop, so alarms are not delayed. While a camera's
-frame is being checked, only its newest waiting frame is kept (older ones are counted as
-skipped). A check that hits `hits_to_raise` frames in a row raises a trouble for the security
-room with the evidence frame kept on disk; `healthy_to_clear` good frames record it as restored.
+`video_quality.workers` at a lower OS priority (`worker_nice`), never on the event loop, so
+alarms are not delayed. While a camera's frame is being checked, only its newest waiting frame
+is kept (older ones are counted as skipped). A check that hits `hits_to_raise` frames in a row
+raises a trouble for the security room with the evidence frame kept on disk;
+`healthy_to_clear` good frames record it as restored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +66,10 @@ class VideoQuality:
         self._stats = stats
         self._add_point = add_point
         self._commit = commit
-        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="vqd")
+        self._pool = ThreadPoolExecutor(
+            settings.workers, thread_name_prefix="vqd", initializer=lower_priority,
+            initargs=(settings.worker_nice,),
+        )  # fmt: skip
         self._cameras: dict[str, _Camera] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -209,6 +215,19 @@ class VideoQuality:
              "last_frame_at": c.last_frame_at.isoformat() if c.last_frame_at else None}
             for _, c in sorted(self._cameras.items())
         ]  # fmt: skip
+
+
+def lower_priority(increment: int) -> None:
+    """Make the calling thread `increment` nicer (a pool initializer: Linux niceness is per
+    thread, so the event loop keeps its priority). Where that fails, the thread runs as is."""
+    if increment <= 0:
+        return
+    tid = threading.get_native_id()
+    try:
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError as exc:
+        log.warning("video quality workers keep their priority: %s", exc)
 
 
 def _grab(url: str) -> bytes | None:
