@@ -115,6 +115,11 @@ class VideoQualitySettings(_Section):
     signal_loss_s: float = Field(
         60, gt=0, description="No frame from a camera that sends them for this long: signal loss."
     )
+    stream_timeout_s: float = Field(
+        5, gt=0,
+        description="RTSP/file sources: longest wait to open the stream and to read a frame "
+        "(OpenCV's own defaults are 30 s each).",
+    )  # fmt: skip
     thresholds: dict[str, float] = Field(
         default_factory=dict,
         description="Fixed thresholds per check name, overriding the learnt baseline.",

@@ -70,6 +70,12 @@ class VideoQuality:
             settings.workers, thread_name_prefix="vqd", initializer=lower_priority,
             initargs=(settings.worker_nice,),
         )  # fmt: skip
+        # Streams are read on threads of their own, one a source: a stream that stalls must not
+        # hold a check worker (the checks serve every camera, MQTT snapshots too).
+        self._grabbers = ThreadPoolExecutor(
+            max(1, len(settings.sources)), thread_name_prefix="vqd-grab",
+            initializer=lower_priority, initargs=(settings.worker_nice,),
+        )  # fmt: skip
         self._cameras: dict[str, _Camera] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -170,6 +176,7 @@ class VideoQuality:
             for task in (*pollers, *self._tasks):
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._grabbers.shutdown(wait=False, cancel_futures=True)
 
     async def _judge_silence(self, now: datetime) -> None:
         for camera in list(self._cameras.values()):
@@ -202,7 +209,8 @@ class VideoQuality:
                     log.debug("%s answered %d", source.url, resp.status)
                     return None
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, _grab, source.url)
+            timeout_ms = int(self._settings.stream_timeout_s * 1000)
+            return await loop.run_in_executor(self._grabbers, _grab, source.url, timeout_ms)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.debug("no frame from %s: %s", source.url, exc)
             return None
@@ -230,11 +238,24 @@ def lower_priority(increment: int) -> None:
         log.warning("video quality workers keep their priority: %s", exc)
 
 
-def _grab(url: str) -> bytes | None:
-    """One frame from an RTSP stream or a file, as JPEG bytes (blocking; runs in the pool)."""
+# FFmpeg (OpenCV's backend for streams): RTSP over TCP straight away (no UDP SETUP refused
+# first), and no probing of ~20 frames for a frame rate before the first one is returned
+# (4 s at 5 fps). Read by OpenCV when a capture opens; an operator's own setting wins.
+FFMPEG_OPTIONS = "rtsp_transport;tcp|fpsprobesize;0"
+
+
+def _grab(url: str, timeout_ms: int = 5000) -> bytes | None:
+    """One frame from an RTSP stream or a file, as JPEG bytes (blocking; runs in a thread)."""
     import cv2
 
-    capture = cv2.VideoCapture(url)
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", FFMPEG_OPTIONS)
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        timeout_ms,
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        timeout_ms,
+    ]
+    capture = cv2.VideoCapture(url, cv2.CAP_ANY, params)
     try:
         ok, frame = capture.read()
         if not ok:

@@ -163,3 +163,21 @@ def test_the_gateway_reads_rtsp_sources_and_reports_a_fault_on_that_camera(
     assert sorted((a["device"], a["event"]) for a in troubles) == [
         ("c1", "video_black"), ("c1", "video_frozen"), ("c1", "video_signal_loss")]  # fmt: skip
     assert all(a["restored_at"] for a in troubles)
+
+
+def test_the_gateway_grab_gives_up_on_a_stalled_stream_within_its_timeout(
+    cameras: Cameras,
+) -> None:
+    from gateway.video import _grab
+
+    started = time.monotonic()
+    assert _grab(cameras.url("s1/c1"), 2000) is not None  # opens at once: no frame-rate probe
+    opened = time.monotonic() - started
+    cameras.inject("s1/c1", "drop")  # connected, RTSP answers, no frames
+    started = time.monotonic()
+    assert _grab(cameras.url("s1/c1"), 2000) is None
+    stalled = time.monotonic() - started
+    print(
+        f"\nrtsp grab: a frame in {opened:.2f} s; a stalled stream given up after {stalled:.1f} s"
+    )
+    assert opened < 2.0 and stalled < 6.0  # OpenCV's defaults: 30 s to open + 30 s to read
