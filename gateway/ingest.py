@@ -117,9 +117,12 @@ class Ingest:
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
         now, started = datetime.now(UTC), time.perf_counter()
-        batch = _Batch()
+        batch, tick, allow = _Batch(), self._clock(), self._limit.allow
         for topic, payload in raw:
-            self._one(topic, payload, now, batch)
+            if topic.endswith(UNLIMITED) or allow(topic.rpartition("/")[0], tick):
+                self._one(topic, payload, now, batch)
+            else:
+                self._stats.rate_limited += 1
         if batch.alarms or batch.letters or batch.restores:
             created = await self._store.commit(batch.alarms, batch.letters, batch.restores)
             self._stats.ingest_commit.observe(time.perf_counter() - started)
@@ -142,11 +145,6 @@ class Ingest:
         return self._limit.report()
 
     def _one(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
-        if not topic.endswith(UNLIMITED) and not self._limit.allow(
-            topic.rpartition("/")[0], self._clock()
-        ):
-            self._stats.rate_limited += 1
-            return
         if topic.endswith("/snapshot"):
             self._snapshot(topic, payload, now, batch)
             return
