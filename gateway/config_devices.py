@@ -94,14 +94,20 @@ class VideoQualitySettings(_Section):
     """Video quality diagnosis (docs/video-quality.md)."""
 
     enabled: bool = Field(True, description="Run the checks on snapshots.")
-    workers: int = Field(2, ge=1, le=64, description="Threads decoding and checking frames.")
+    workers: int = Field(2, ge=1, le=64, description="Workers decoding and checking frames.")
+    worker_kind: Literal["process", "thread"] = Field(
+        "process",
+        description="process: the workers are processes of their own (about 60 MB each; the "
+        "checks never hold the gateway's GIL, so alarms are not delayed); thread: threads of "
+        "the gateway (less memory, alarm latency up to 4x idle while the checks run flat out).",
+    )
     worker_nice: int = Field(
         19,
         ge=0,
         le=19,
-        description="The worker threads run this much nicer than the rest of the gateway "
-        "(Linux niceness is per thread; capped at 19): checking frames yields the CPUs to the "
-        "event loop, which carries the alarms. 0: same priority.",
+        description="The workers run this much nicer than the rest of the gateway (capped at "
+        "19): checking frames yields the CPUs to the event loop, which carries the alarms. "
+        "0: same priority.",
     )
     decode_reduction: Literal[1, 2, 4, 8] = Field(
         4, description="Decode JPEGs at 1/N size (cv2.IMREAD_REDUCED_*): enough for the checks."

@@ -1,9 +1,10 @@
 """Video quality diagnosis in the gateway: snapshots in, camera troubles and scores out.
 
 Frames arrive as MQTT snapshots (`submit`) or are fetched from configured sources (HTTP snapshot
-URLs, RTSP streams, files). Decoding and checks run in a thread pool sized by
-`video_quality.workers` at a lower OS priority (`worker_nice`), never on the event loop, so
-alarms are not delayed. While a camera's frame is being checked, only its newest waiting frame
+URLs, RTSP streams, files). Decoding and scoring run in a pool of `video_quality.workers`
+worker processes (or threads, `worker_kind`) at a lower OS priority (`worker_nice`), never on
+the event loop, so alarms are not delayed (gateway/checkers.py); each camera's state and the
+verdict stay here. While a camera's frame is being checked, only its newest waiting frame
 is kept (older ones are counted as skipped). A check that hits `hits_to_raise` frames in a row
 raises a trouble for the security room with the evidence frame kept on disk;
 `healthy_to_clear` good frames record it as restored.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +26,7 @@ import aiohttp
 
 from drivers.camera.quality import CameraQuality, FrameError, Verdict
 from gateway.alarms import PRIORITY, new_alarm_id
+from gateway.checkers import Checkers, WorkerDied, lower_priority
 from gateway.config import CameraSource, VideoQualitySettings
 from gateway.lineproto import quality_line
 from gateway.models import Channel, Kind, Topic
@@ -66,10 +67,7 @@ class VideoQuality:
         self._stats = stats
         self._add_point = add_point
         self._commit = commit
-        self._pool = ThreadPoolExecutor(
-            settings.workers, thread_name_prefix="vqd", initializer=lower_priority,
-            initargs=(settings.worker_nice,),
-        )  # fmt: skip
+        self._checkers = Checkers(settings.worker_kind, settings.workers, settings.worker_nice)
         # Streams are read on threads of their own, one a source: a stream that stalls must not
         # hold a check worker (the checks serve every camera, MQTT snapshots too).
         self._grabbers = ThreadPoolExecutor(
@@ -104,16 +102,15 @@ class VideoQuality:
 
     async def _check(self, camera: _Camera, jpeg: bytes, at: datetime) -> None:
         try:
-            loop = asyncio.get_running_loop()
-            verdict = await loop.run_in_executor(
-                self._pool, camera.quality.observe, jpeg, at.timestamp()
-            )
+            measured = await self._checkers.measure(jpeg, *camera.quality.inputs())
+            verdict = camera.quality.conclude(measured, at.timestamp())
             camera.last_frame_at, camera.frames = at, camera.frames + 1
             self._stats.snapshots_checked += 1
             await self._apply(camera, verdict, at, jpeg)
         except FrameError as exc:
+            reason = str(exc) if isinstance(exc, WorkerDied) else f"bad JPEG: {exc}"
             topic = f"campus/{camera.key}/snapshot"
-            await self._commit([], [NewDeadLetter(topic, jpeg[:65536], f"bad JPEG: {exc}", at)], [])
+            await self._commit([], [NewDeadLetter(topic, jpeg[:65536], reason, at)], [])
         except Exception:
             log.exception("video quality check of %s failed", camera.key)
         finally:
@@ -175,7 +172,7 @@ class VideoQuality:
         finally:
             for task in (*pollers, *self._tasks):
                 task.cancel()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._checkers.shutdown()
             self._grabbers.shutdown(wait=False, cancel_futures=True)
 
     async def _judge_silence(self, now: datetime) -> None:
@@ -223,19 +220,6 @@ class VideoQuality:
              "last_frame_at": c.last_frame_at.isoformat() if c.last_frame_at else None}
             for _, c in sorted(self._cameras.items())
         ]  # fmt: skip
-
-
-def lower_priority(increment: int) -> None:
-    """Make the calling thread `increment` nicer (a pool initializer: Linux niceness is per
-    thread, so the event loop keeps its priority). Where that fails, the thread runs as is."""
-    if increment <= 0:
-        return
-    tid = threading.get_native_id()
-    try:
-        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment)
-        os.setpriority(os.PRIO_PROCESS, tid, nice)
-    except OSError as exc:
-        log.warning("video quality workers keep their priority: %s", exc)
 
 
 # FFmpeg (OpenCV's backend for streams): RTSP over TCP straight away (no UDP SETUP refused

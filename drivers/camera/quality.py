@@ -10,7 +10,7 @@ raised again within `cooldown_s` of the last time it was. docs/video-quality.md 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,11 +31,14 @@ __all__ = [
     "CHECKS",
     "CameraQuality",
     "FrameError",
+    "Measured",
     "Scores",
     "Thumbnail",
     "Verdict",
     "decode",
     "measure",
+    "measure_frame",
+    "measure_remote",
     "thumbnail",
 ]
 
@@ -103,15 +106,24 @@ class CameraQuality:
     def observe(self, frame: bytes | U8, at: float) -> Verdict:
         """Judge one snapshot (JPEG bytes or a decoded BGR array) taken at `at` seconds.
 
-        Raises FrameError for bytes that are not a picture (they change no state).
+        Raises FrameError for bytes that are not a picture (they change no state). The same as
+        `conclude(measure_frame(frame, *self.inputs()), at)`, which lets the measuring (all the
+        CPU) run elsewhere, in another process, while the state stays here.
         """
-        if isinstance(frame, bytes | bytearray | memoryview):
-            image = self._decode(bytes(frame))
-        else:
-            image = np.asarray(frame, dtype=np.uint8)
-        thumb = thumbnail(image)
+        measured = measure_frame(frame, *self.inputs())
+        verdict = self.conclude(measured, at)
+        return replace(verdict, frame=measured.image)
+
+    def inputs(self) -> tuple[int, Thumbnail | None, Thumbnail | None]:
+        """What `measure_frame` needs besides the frame: the decode reduction, the previous
+        frame and the reference. A camera must have one frame measured at a time."""
+        return self._reduction, self._state.previous, self._state.reference
+
+    def conclude(self, measured: Measured, at: float) -> Verdict:
+        """Judge a frame `measure_frame` scored (with this camera's `inputs()`), taken at `at`."""
+        self._reduction = measured.reduction
+        thumb, scores = measured.thumb, measured.scores
         state = self._state
-        scores = measure(thumb, state.previous, state.reference)
         hits = judge(scores, self.baseline, self.settings.thresholds)
         self._learn(thumb, scores, hits)
         raised, cleared = self._filter(hits, at)
@@ -124,19 +136,8 @@ class CameraQuality:
             raised=frozenset(raised),
             cleared=frozenset(cleared),
             active=self.active,
-            frame=image,
             learning=not self.baseline.ready,
         )
-
-    def _decode(self, jpeg: bytes) -> U8:
-        """Decode at the configured reduction, or less for a camera whose frames would then be
-        smaller than the 320x180 the checks work on (remembered for its next frames)."""
-        while True:
-            image = decode(jpeg, self._reduction)
-            small = image.shape[1] < GREY_SIZE[0] or image.shape[0] < GREY_SIZE[1]
-            if not small or self._reduction == 1:
-                return image
-            self._reduction //= 2
 
     def silence(self, now: float, last_frame_at: float | None) -> Verdict:
         """Judge the camera's silence: no frame since `last_frame_at` (None: never) at `now`."""
@@ -186,3 +187,44 @@ class CameraQuality:
 
     def _cooling(self, track: _Track, at: float) -> bool:
         return track.raised_at is not None and at - track.raised_at < self.settings.cooldown_s
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One frame measured: its thumbnails and scores, and the decode reduction it needed.
+    `image` (the decoded frame) stays where it was decoded: None when it crossed processes."""
+
+    thumb: Thumbnail
+    scores: Scores
+    reduction: int
+    image: U8 | None = None
+
+
+def measure_frame(
+    frame: bytes | U8, reduction: int, previous: Thumbnail | None, reference: Thumbnail | None
+) -> Measured:
+    """Decode (JPEG bytes at 1/`reduction` size, or less when the frame would then be smaller
+    than the 320x180 the checks work on) and score one frame. Pure: the CPU-heavy half of
+    `CameraQuality.observe`, safe to run in a worker process.
+
+    Raises FrameError for bytes that are not a picture.
+    """
+    if isinstance(frame, bytes | bytearray | memoryview):
+        jpeg = bytes(frame)
+        while True:
+            image = decode(jpeg, reduction)
+            small = image.shape[1] < GREY_SIZE[0] or image.shape[0] < GREY_SIZE[1]
+            if not small or reduction == 1:
+                break
+            reduction //= 2
+    else:
+        image = np.asarray(frame, dtype=np.uint8)
+    thumb = thumbnail(image)
+    return Measured(thumb, measure(thumb, previous, reference), reduction, image)
+
+
+def measure_remote(
+    jpeg: bytes, reduction: int, previous: Thumbnail | None, reference: Thumbnail | None
+) -> Measured:
+    """`measure_frame` for a worker process: the decoded image is not sent back."""
+    return replace(measure_frame(jpeg, reduction, previous, reference), image=None)

@@ -132,3 +132,37 @@ def test_polled_sources_http_frames_and_a_dead_url_is_signal_loss(
         "frames"] >= 3, 20, "frames fetched over HTTP")  # fmt: skip
     assert polled["dead"]["frames"] == 0
     assert "signal_loss" not in active(gateway)["s9/camera/http1"]
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().decode()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may not reap the orphans it adopts)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_the_checks_run_in_worker_processes_that_end_with_a_killed_gateway(
+    gateway: Gateway, cameras: int
+) -> None:
+    assert gateway.proc is not None
+    wait_for(lambda: sum(c["frames"] for c in gateway.get("/api/cameras")) >= 12, 30,
+             "frames checked")  # fmt: skip
+    workers = [pid for pid, cmd in _children(gateway.proc.pid).items() if "spawn_main" in cmd]
+    assert len(workers) == 2  # video_quality.workers, as processes by default
+    gateway.kill()  # SIGKILL: the pool cannot tell its workers
+    wait_for(lambda: not any(_running(pid) for pid in workers), 10, "orphaned workers to end")
