@@ -40,11 +40,21 @@ class ServerError(RuntimeError):
     """A server binary is missing, did not become ready, or died; the message says which."""
 
 
+_GIVEN: set[int] = set()  # ports free_port handed out in this process
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now, and that this process was not
+    given before (two calls before either port is bound could otherwise get the same one)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            if len(_GIVEN) > 10_000:  # a long-lived caller: forget (the ephemeral range is ~28k)
+                _GIVEN.clear()
+            _GIVEN.add(port)
+            return port
 
 
 def port_in_use(host: str, port: int) -> bool:
