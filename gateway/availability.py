@@ -113,7 +113,9 @@ class AvailabilityTracker:
         entry.last_seen = msg.received_at
         entry.messages += 1
         if isinstance(body, Status):
-            status = body.model_dump(mode="json")
+            # The model's values as they are (ts a datetime), not model_dump(mode="json"): this
+            # runs for every status message, and DeviceRecord serialises the dict as before.
+            status = dict(body.__dict__)
             if entry.kind != Kind.BUTTON and _rules_read(entry.last_status) != _rules_read(status):
                 self._dirty.add(entry.school)
             entry.last_status = status

@@ -22,8 +22,17 @@ from gateway.alarms import (
 )
 from gateway.availability import AvailabilityTracker, Change
 from gateway.config import Settings
-from gateway.lineproto import to_line
-from gateway.models import ID_PATTERN, Availability, Channel, DeviceMessage, Kind, Topic
+from gateway.lineproto import tags, to_line
+from gateway.models import (
+    ID_PATTERN,
+    Availability,
+    ButtonStatus,
+    Channel,
+    DeviceMessage,
+    GateStatus,
+    Kind,
+    Topic,
+)
 from gateway.ports import AlarmStore, NewAlarm, NewDeadLetter, Restore
 from gateway.ratelimit import RateLimit
 from gateway.stats import Stats, TopicClass
@@ -34,9 +43,12 @@ DriverLookup = Callable[[Topic], Driver]
 # Never rate-limited: alarms, and availability (a last will; the gateway's own retained word).
 UNLIMITED = ("/event", "/availability")
 TOPIC_SHAPE = "{root}/{school}/{kind}/{device}/{channel}"
-_KINDS = frozenset(Kind)
-_CHANNELS = frozenset(Channel)
+_KINDS = {kind.value: kind for kind in Kind}
+_CHANNELS = {channel.value: channel for channel in Channel}
 INVALID: TopicClass = ("invalid", "invalid")
+# Bodies that never raise an alarm, restore one or are an NVR trouble (exact types).
+_QUIET = frozenset({ButtonStatus, GateStatus, Availability})
+ROUTES_KEPT = 200_000  # topics whose parse, driver and tags are kept (~250 bytes each)
 
 
 class TopicError(ValueError):
@@ -52,15 +64,13 @@ def parse_topic(topic: str, root: str) -> Topic:
     for name, value in (("school", school), ("device", device)):
         if not ID_PATTERN.fullmatch(value):
             raise TopicError(f"bad {name} id {value!r}: must match {ID_PATTERN.pattern}")
-    try:
-        parsed_kind = Kind(kind)
-    except ValueError:
-        raise TopicError(f"unknown kind {kind!r}: one of {[k.value for k in Kind]}") from None
-    try:
-        parsed_channel = Channel(channel)
-    except ValueError:
+    parsed_kind = _KINDS.get(kind)
+    if parsed_kind is None:
+        raise TopicError(f"unknown kind {kind!r}: one of {[k.value for k in Kind]}")
+    parsed_channel = _CHANNELS.get(channel)
+    if parsed_channel is None:
         choices = [c.value for c in Channel]
-        raise TopicError(f"unknown channel {channel!r}: one of {choices}") from None
+        raise TopicError(f"unknown channel {channel!r}: one of {choices}")
     return Topic(school, parsed_kind, device, parsed_channel)
 
 
@@ -70,6 +80,16 @@ def topic_class(topic: str, root: str) -> TopicClass:
     if len(parts) == 5 and parts[0] == root and parts[2] in _KINDS and parts[4] in _CHANNELS:
         return parts[2], parts[4]
     return INVALID
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a topic string comes to, worked out once: the parsed topic, the device's driver and
+    the tags of its points."""
+
+    topic: Topic
+    driver: Driver
+    tags: str
 
 
 @dataclass(slots=True)
@@ -113,6 +133,7 @@ class Ingest:
         self._on_changes = on_changes
         self._on_snapshot = on_snapshot
         self._nvr = nvr
+        self._routes: dict[str, _Route] = {}
 
     async def handle(self, raw: list[tuple[str, bytes]]) -> None:
         """Decode and route every message; returns once alarms and letters are durable."""
@@ -148,19 +169,23 @@ class Ingest:
         if topic.endswith("/snapshot"):
             self._snapshot(topic, payload, now, batch)
             return
-        msg = self._decode(topic, payload, now, batch)
-        if msg is None:
+        decoded = self._decode(topic, payload, now, batch)
+        if decoded is None:
             return
-        key = (msg.topic.kind, msg.topic.channel)
+        msg, route = decoded
+        key = (route.topic.kind, route.topic.channel)
         batch.used[key] = batch.used.get(key, 0) + 1
         if not (isinstance(msg.body, Availability) and msg.body.by == "gateway"):
-            batch.lines.append(to_line(msg))  # (the gateway's own word was written when judged)
+            # (the gateway's own word was written when judged)
+            batch.lines.append(to_line(msg, route.tags))
         change = self._devices.seen(msg)
         if change is not None:
             batch.changes.append(change)
             trouble = self._troubles.for_change(change) if self._troubles else None
             if trouble is not None:
                 batch.alarms.append(trouble)
+        if type(msg.body) in _QUIET:
+            return  # the volume: raises no alarm, restores nothing, is no NVR trouble
         category = alarm_category(msg)
         if category is not None:
             test_mode = self._devices.in_test_mode(msg.topic.device_key)
@@ -175,7 +200,7 @@ class Ingest:
 
     def _decode(
         self, topic: str, payload: bytes, now: datetime, batch: _Batch
-    ) -> DeviceMessage | None:
+    ) -> tuple[DeviceMessage, _Route] | None:
         limit = self._settings.mqtt.max_payload_bytes
         if len(payload) > limit:
             reason = (
@@ -185,9 +210,9 @@ class Ingest:
             self._letter(batch, topic, payload[:limit], reason, now)
             return None
         try:
-            parsed = parse_topic(topic, self._settings.mqtt.topic_root)
-            driver = self._drivers(parsed)
-            return DeviceMessage(parsed, driver.decode(parsed.channel, payload), now)
+            route = self._routes.get(topic) or self._route(topic)
+            body = route.driver.decode(route.topic.channel, payload)
+            return DeviceMessage(route.topic, body, now), route
         except TopicError as exc:
             reason = str(exc)
         except (DecodeError, KeyError) as exc:
@@ -199,6 +224,14 @@ class Ingest:
             self._stats.decode_errors += 1
         self._letter(batch, topic, payload, reason, now)
         return None
+
+    def _route(self, topic: str) -> _Route:
+        parsed = parse_topic(topic, self._settings.mqtt.topic_root)
+        route = _Route(parsed, self._drivers(parsed), tags(parsed))
+        if len(self._routes) >= ROUTES_KEPT:
+            self._routes.clear()  # a fleet larger than this parses again, as it always did
+        self._routes[topic] = route
+        return route
 
     def _snapshot(self, topic: str, payload: bytes, now: datetime, batch: _Batch) -> None:
         limit = self._settings.video_quality.max_snapshot_bytes

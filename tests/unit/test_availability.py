@@ -2,11 +2,25 @@
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
+from hypothesis import given
+
 from gateway.alarms import OfflineTroubles
 from gateway.availability import AvailabilityTracker
 from gateway.config import AvailabilitySettings
-from gateway.models import Availability, ButtonStatus, Channel, DeviceMessage, Kind, Topic
+from gateway.models import (
+    Availability,
+    ButtonStatus,
+    CameraStatus,
+    Channel,
+    DeviceMessage,
+    GateStatus,
+    Kind,
+    Status,
+    Topic,
+)
 from gateway.registry import Device
+from tests.unit.test_driver_fuzz import models
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 SETTINGS = AvailabilitySettings(mains_timeout_s=600, battery_timeout_s=90_000,
@@ -91,3 +105,16 @@ def test_offline_troubles_for_buttons_and_gatehouse_cameras_once_per_cooldown() 
     assert [(a.device, a.category, a.event, a.endpoints) for a in raised] == [
         ("b1", "trouble", "offline", ()), ("gate-cam", "trouble", "offline", ()),
     ]  # fmt: skip
+
+
+@given(body=models(ButtonStatus) | models(CameraStatus) | models(GateStatus))
+def test_last_status_reads_as_the_message_s_json(body: Status) -> None:
+    """The tracker keeps a status's values as they are; the API's record shows them as JSON,
+    exactly as the message's own model_dump(mode="json") did when the tracker stored that."""
+    t = AvailabilityTracker(SETTINGS)
+    topic = Topic("s1", Kind.BUTTON, "d1", Channel.STATUS)
+    t.seen(DeviceMessage(topic, body, T0))
+    (entry,) = t.entry_map().values()
+    shown = t.record(entry).model_dump(mode="json")["last_status"]
+    assert shown == body.model_dump(mode="json")
+    assert orjson.loads(t.record(entry).model_dump_json())["last_status"] == shown

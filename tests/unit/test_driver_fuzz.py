@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 import drivers
+from drivers import canonical
 from drivers.base import DecodeError, Driver
 from gateway.models import (
     EVENT_MODELS,
@@ -236,3 +238,57 @@ def test_hik_event_round_trips(body: CameraEvent) -> None:
         "eventState": "active",
     }
     assert drivers.get("hik_camera").decode(Channel.EVENT, json.dumps(note).encode()) == body
+
+
+# --- parse_json decides as model_validate_json did ---------------------------------------------
+
+
+def _as_before(model: type[M], payload: bytes) -> M:
+    """parse_json before it called the validator itself and read the model's __dict__."""
+    try:
+        body = model.model_validate_json(payload, strict=True)
+    except ValidationError as exc:
+        raise DecodeError(canonical.reason(exc, payload)) from exc
+    for name, value in body:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DecodeError(f"schema: {name}: Input should be a finite number")
+    return body
+
+
+MUTATIONS = [
+    lambda d, v: {**d, "extra": v},  # extra fields are forbidden
+    lambda d, v: {k: x for k, x in d.items() if k != "seq"},
+    lambda d, v: {**d, "seq": v},
+    lambda d, v: {**d, "ts": "2026-11-23T08:00:00"},  # no zone
+    lambda d, v: {**d, "ts": v},
+    lambda d, v: {**d, next(iter(d)): v},
+    lambda d, v: {**d, "battery": 1e308 * 10},  # inf: json.dumps writes Infinity
+]
+
+
+@st.composite
+def near_valid(draw: st.DrawFn, model: type[BaseModel]) -> bytes:
+    """A valid message's JSON, as it is or with one field missing, extra or changed."""
+    fields = draw(models(model)).model_dump(mode="json")
+    mutate = draw(st.sampled_from([None, *MUTATIONS]))
+    if mutate is not None:
+        fields = mutate(fields, draw(scalars))
+    text = json.dumps(fields)
+    return draw(st.sampled_from([text, text.replace("Infinity", "1e400")])).encode()
+
+
+@pytest.mark.parametrize("model", [*EVENT_MODELS.values(), *STATUS_MODELS.values(), Availability])
+@given(data=st.data())
+def test_parse_json_accepts_and_refuses_what_model_validate_json_did(
+    model: type[BaseModel], data: st.DataObject
+) -> None:
+    payload = data.draw(near_valid(model) | json_payloads | st.binary(max_size=60))
+    try:
+        expected: BaseModel | str = _as_before(model, payload)
+    except DecodeError as exc:
+        expected = str(exc)
+    try:
+        got: BaseModel | str = canonical.parse_json(model, payload)
+    except DecodeError as exc:
+        got = str(exc)
+    assert got == expected

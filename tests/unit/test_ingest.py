@@ -209,3 +209,23 @@ async def test_a_flooding_device_is_limited_counted_and_named_events_never(
     ingest._clock = lambda: 1001.5  # the next second: allowed again
     await ingest.handle(flood[:limit])
     assert stats.rate_limited == 30
+
+
+async def test_topics_worked_out_once_give_the_same_results_and_errors_each_time(
+    parts, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    ingest, store, points, _ = parts
+    monkeypatch.setattr("gateway.ingest.ROUTES_KEPT", 2)  # the cache starts again past two
+    status = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "battery": 90}'
+    good = [(f"campus/s1/button/b{n}/status", status) for n in range(3)]
+    bad = [("campus/s1/lift/l1/status", status), ("campus/s1/button/b 1/status", status)]
+    for _ in range(2):
+        await ingest.handle([*good, *bad, ("campus/s1/button/b0/event", PRESS)])
+    assert points[:4] == points[4:]
+    assert [p.split(b" ")[0] for p in points[:3]] == [
+        b"button_status,school=s1,kind=button,device=b%d" % n for n in range(3)
+    ]
+    reasons = [letter.reason for letter in store.letters]
+    assert reasons[:2] == reasons[2:] and reasons[0].startswith("unknown kind 'lift'")
+    assert reasons[1].startswith("bad device id 'b 1'")
+    assert len(ingest._routes) <= 2
