@@ -109,8 +109,19 @@ class InfluxSettings(_Section):
         description="v1, `campusgw storage init`: how long the 5-minute means are kept "
         "(retention policy `downsampled`).",
     )
-    batch_size: int = Field(5000, ge=1, description="Write when this many points are buffered.")
-    flush_interval_s: float = Field(0.2, gt=0, description="Write at least this often, seconds.")
+    batch_size: int = Field(
+        5000, ge=1, description="Most points in one write; batches grow to it only under load."
+    )
+    linger_s: float = Field(
+        0.005, ge=0, le=1,
+        description="Seconds the writer waits, once points are spooled, for more before writing "
+        "(it also waits for the previous write to finish). 0: write at once.",
+    )  # fmt: skip
+    flush_interval_s: float = Field(
+        0.2, gt=0,
+        description="After a failed write, wait twice this (doubling to 5 s) before retrying. "
+        "(Until linger_s, also the fixed interval of partial writes.)",
+    )  # fmt: skip
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one write.")
     max_buffer: int = Field(
         200_000, ge=1,

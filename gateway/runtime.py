@@ -172,7 +172,7 @@ class _Parts:
             sink, stats, spooled,
             i.batch_size, i.flush_interval_s, i.max_buffer, reject,
             high_water_bytes=int(spool.max_bytes * spool.backpressure_at),
-            max_hold_s=spool.max_hold_s,
+            max_hold_s=spool.max_hold_s, linger_s=i.linger_s,
         )  # fmt: skip
         dispatcher = Dispatcher(store, forwarder, stats, settings.linkage)
         links = tuple(MqttLink(settings.mqtt, role, stats) for role in roles(settings.mqtt))

@@ -2,9 +2,13 @@
 
 Ingest hands each batch's points to `add_batch`, which appends them to the spool (one fsync'd
 record) before the batch is acknowledged to the broker. `run` reads the spool in order and
-writes batches of `batch_size` points, or whatever is there every `flush_interval_s`; a batch
-leaves the spool only once the database took it, so an outage of the database loses nothing
-(the spool holds `spool.max_bytes`, then evicts its oldest points, counted and logged).
+writes as soon as points wait and the previous write is done, after a linger of
+`influxdb.linger_s` (a few ms) for more to come: at low rates a point waits the linger and one
+write, and under load the points that arrive during a write make the next batch, so batches
+grow with the load by themselves, up to `batch_size` per request. A batch leaves the spool only
+once the database took it, so an outage of the database loses nothing (the spool holds
+`spool.max_bytes`, then evicts its oldest points, counted and logged). After a failed write the
+writer waits twice `flush_interval_s`, doubling up to 5 s, and new points do not cut that short.
 
 Backpressure: while the spool is filled past `spool.backpressure_at` of its bound, `add_batch`
 holds each batch until the spool drains below 90 % of that mark or `spool.max_hold_s` passes.
@@ -15,7 +19,7 @@ telemetry session waits here; alarms have their own session and never pass throu
 
 Points the gateway makes itself (availability verdicts, video quality scores) come through
 `add`: they wait in memory (at most `influxdb.max_buffer`, oldest evicted) and are spooled by
-the writer within one flush interval.
+the writer before its next write.
 """
 
 from __future__ import annotations
@@ -48,12 +52,14 @@ class TelemetryWriter:
         on_rejected: Callable[[bytes, str], None],
         high_water_bytes: int = 900 << 20,
         max_hold_s: float = 1.0,
+        linger_s: float = 0.005,
     ) -> None:
         self._sink = sink
         self._stats = stats
         self._spool = spool
         self._batch_size = batch_size
         self._interval = flush_interval_s
+        self._linger = linger_s
         self._loose: deque[bytes] = deque()
         self._max_loose = max_loose
         self._high_water = high_water_bytes
@@ -83,7 +89,7 @@ class TelemetryWriter:
         evicted = await asyncio.to_thread(self._spool.append, lines)
         self._stats.points_queued += len(lines)
         self._stats.points_evicted += evicted
-        if self.healthy and self._spool.pending_points >= self._batch_size:
+        if self.healthy:
             self._wake.set()  # (while the database fails, the writer keeps to its backoff)
 
     async def _hold(self) -> None:
@@ -106,19 +112,28 @@ class TelemetryWriter:
                             self._max_loose, self._stats.points_evicted)  # fmt: skip
         self._loose.append(line)
         self._stats.points_queued += 1
+        if self.healthy:
+            self._wake.set()
 
     async def run(self) -> None:
-        """Write forever: a full batch at once, a partial one when the interval has passed."""
+        """Write forever: what waits, once the last write is done and the linger has passed."""
         backoff = self._interval
+        if self.pending:  # points from before a restart
+            self._wake.set()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            self._wake.clear()
+            if self.healthy:
+                await self._wake.wait()
+                if self._linger and self.pending < self._batch_size:
+                    await asyncio.sleep(self._linger)
+            else:
+                await asyncio.sleep(backoff)
+            self._wake.clear()  # set again by what arrives during this write: the next batch
             await self._spool_loose()
-            # Only what is spooled now: writing what trickled in during the last write would
-            # turn one large batch into many tiny requests.
+            # Only what is spooled now: what arrives meanwhile is the next write's batch.
             ok = await self.flush(limit=self._spool.pending_points)
             backoff = self._interval if ok else min(backoff * 2, 5.0)
+            if ok and self.pending:
+                self._wake.set()  # (what arrived while the writes failed did not set it)
 
     async def _spool_loose(self) -> None:
         if self._loose:

@@ -34,6 +34,8 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
         ("log_level = 'LOUD'\n", "log_level"),
         ("[influxdb]\napi = 'v3'\n", "influxdb.api"),
         ("[influxdb]\nretention = '90 days'\n", "influxdb.retention"),
+        ("[influxdb]\nlinger_s = -0.001\n", "influxdb.linger_s"),
+        ("[influxdb]\nflush_interval_s = 0\n", "influxdb.flush_interval_s"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> None:

@@ -1,7 +1,9 @@
 """Telemetry writer over the spool: whole records in batches, failed writes kept (also across a
 restart), refusals dead-lettered, gateway points bounded, backpressure while behind."""
 
+import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.ports import PointsRejectedError
@@ -107,3 +109,85 @@ async def test_while_the_database_fails_new_batches_do_not_cut_the_backoff(tmp_p
     assert not await w.flush()
     await w.add_batch([b"d", b"e", b"f"])
     assert not w._wake.is_set() and stats.write_errors == 1  # the writer keeps to its backoff
+
+
+# --- adaptive batching: write as soon as the last write is done ------------------------------
+
+
+class GatedSink(Sink):
+    """Each write waits until the test opens the gate: a slow database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def write(self, lines: bytes) -> None:
+        self.started.set()
+        await self.gate.wait()
+        await super().write(lines)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll (the writer signals nothing a test could wait on) for at most 5 s."""
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+def slow_to_flush(tmp_path: Path, sink: Sink, batch_size: int = 3) -> TelemetryWriter:
+    """A writer whose flush interval alone would never write (60 s): only the linger does."""
+    return TelemetryWriter(
+        sink, Stats(), Spool(tmp_path / "spool", 1 << 20), batch_size=batch_size,
+        flush_interval_s=60, max_loose=100, on_rejected=lambda lines, reason: None,
+        linger_s=0.001,
+    )  # fmt: skip
+
+
+async def test_a_lone_point_is_written_without_waiting_for_a_full_batch(tmp_path: Path) -> None:
+    sink = Sink()
+    w = slow_to_flush(tmp_path, sink)
+    task = asyncio.create_task(w.run())
+    try:
+        await w.add_batch([b"a"])
+        await until(lambda: sink.batches == [b"a"])
+        w.add(b"g")  # a point the gateway made: also written without a full batch
+        await until(lambda: sink.batches == [b"a", b"g"])
+    finally:
+        task.cancel()
+
+
+async def test_what_arrives_during_a_write_is_the_next_batch(tmp_path: Path) -> None:
+    sink = GatedSink()
+    w = slow_to_flush(tmp_path, sink, batch_size=100)
+    task = asyncio.create_task(w.run())
+    try:
+        await w.add_batch([b"a"])
+        await until(sink.started.is_set)  # the database is busy with [a]
+        for name in (b"b", b"c", b"d"):
+            await w.add_batch([name])
+        sink.gate.set()
+        await until(lambda: w.pending == 0)
+        assert sink.batches == [b"a", b"b\nc\nd"]  # one request for what waited
+    finally:
+        task.cancel()
+
+
+async def test_points_from_before_a_restart_are_written_also_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    sink = Sink()
+    first = slow_to_flush(tmp_path, sink)
+    await first.add_batch([b"old"])
+    w = slow_to_flush(tmp_path, sink)  # a restart: nothing new arrives
+    w._interval = 0.001  # retry at once after the failure below
+    sink.fail = ConnectionError("down")
+    task = asyncio.create_task(w.run())
+    try:
+        await until(lambda: not w.healthy)
+        await w.add_batch([b"new"])  # while writes fail: no wake-up
+        sink.fail = None
+        await until(lambda: w.pending == 0)
+        assert b"".join(sink.batches).split(b"\n") == [b"old", b"new"]
+    finally:
+        task.cancel()
