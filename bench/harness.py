@@ -146,6 +146,11 @@ class Stack:
         for name, server in (("mosquitto", self.broker), ("influxd", self.influx)):
             if server.pid is not None:
                 pids[name] = server.pid
+        if "gateway" in pids:  # its video quality worker processes, once it started them
+            workers = sorted(
+                pid for pid, cmd in children_of(pids["gateway"]) if "spawn_main" in cmd
+            )
+            pids |= {f"vqd-worker-{n}": pid for n, pid in enumerate(workers, 1)}
         return pids
 
     def stats(self) -> dict[str, Any]:
@@ -283,6 +288,20 @@ def publish_plans(
 def split(total: int, parts: int) -> list[int]:
     """total as `parts` near-equal shares."""
     return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def children_of(parent: int) -> list[tuple[int, str]]:
+    """(PID, command line) of each process whose parent is `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(
+                    (int(stat.parent.name), (stat.parent / "cmdline").read_bytes().decode())
+                )
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

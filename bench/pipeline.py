@@ -200,11 +200,16 @@ def run_once(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return out
 
 
-def video_settings(args: argparse.Namespace) -> dict[str, bool | int]:
-    """The gateway's [video_quality] settings that --vqd-worker-nice and --vqd-off change."""
-    video: dict[str, bool | int] = {"enabled": not args.vqd_off}
+def video_settings(args: argparse.Namespace) -> dict[str, bool | int | str]:
+    """The gateway's [video_quality] settings that --vqd-workers, --vqd-worker-nice,
+    --vqd-worker-kind and --vqd-off change."""
+    video: dict[str, bool | int | str] = {"enabled": not args.vqd_off}
     if args.vqd_worker_nice is not None:
         video["worker_nice"] = args.vqd_worker_nice
+    if args.vqd_worker_kind is not None:
+        video["worker_kind"] = args.vqd_worker_kind
+    if args.vqd_workers is not None:
+        video["workers"] = args.vqd_workers
     return video
 
 
@@ -248,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--vqd-duration", type=float, default=20.0, help="vqd: seconds (default: 20)")
     add("--vqd-worker-nice", type=int, choices=range(20), default=None, metavar="N",
         help="the gateway's video_quality.worker_nice (default: the gateway's)")  # fmt: skip
+    add("--vqd-workers", type=int, default=None, metavar="N",
+        help="the gateway's video_quality.workers (default: the gateway's)")  # fmt: skip
+    add("--vqd-worker-kind", choices=("process", "thread"), default=None,
+        help="the gateway's video_quality.worker_kind (default: the gateway's)")  # fmt: skip
     add("--vqd-off", action="store_true",
         help="vqd: a control: the gateway receives the snapshots but does not check them "
         "(video_quality.enabled = false; needs --vqd-rate)")  # fmt: skip

@@ -109,6 +109,12 @@ class VideoQualitySettings(_Section):
         "19): checking frames yields the CPUs to the event loop, which carries the alarms. "
         "0: same priority.",
     )
+    worker_sched_idle: bool = Field(
+        True,
+        description="Worker processes run under SCHED_IDLE (Linux): a CPU only when nothing "
+        "else wants it, so an alarm's wake-up never waits behind a check. Not for threads: "
+        "a descheduled thread holding the GIL would stall the event loop.",
+    )
     decode_reduction: Literal[1, 2, 4, 8] = Field(
         4, description="Decode JPEGs at 1/N size (cv2.IMREAD_REDUCED_*): enough for the checks."
     )

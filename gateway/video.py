@@ -67,7 +67,10 @@ class VideoQuality:
         self._stats = stats
         self._add_point = add_point
         self._commit = commit
-        self._checkers = Checkers(settings.worker_kind, settings.workers, settings.worker_nice)
+        self._checkers = Checkers(
+            settings.worker_kind, settings.workers, settings.worker_nice,
+            idle=settings.worker_sched_idle and settings.worker_kind == "process",
+        )  # fmt: skip
         # Streams are read on threads of their own, one a source: a stream that stalls must not
         # hold a check worker (the checks serve every camera, MQTT snapshots too).
         self._grabbers = ThreadPoolExecutor(

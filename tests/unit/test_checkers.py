@@ -3,6 +3,7 @@ the camera's own `observe` would, and a worker process that dies is replaced."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -33,19 +34,29 @@ def jpeg(i: int) -> bytes:
 
 
 @asynccontextmanager
-async def pool(kind: Any, nice: int = 0, workers: int = 1) -> AsyncIterator[Checkers]:
-    workers_ = Checkers(kind, workers, nice)
+async def pool(
+    kind: Any, nice: int = 0, workers: int = 1, idle: bool = False
+) -> AsyncIterator[Checkers]:
+    workers_ = Checkers(kind, workers, nice, idle)
     try:
         yield workers_
     finally:
         workers_.shutdown()
 
 
+def _niceness(_: bytes) -> int:
+    return niceness()
+
+
+def _policy(_: bytes) -> int:
+    return os.sched_getscheduler(0)
+
+
 async def in_worker(pool: Checkers) -> int:
     """The niceness a worker runs at (a worker thread's own, or a worker process's)."""
-    import asyncio
-
-    return await asyncio.get_running_loop().run_in_executor(pool._pool, niceness)
+    if pool._threads is not None:
+        return await asyncio.get_running_loop().run_in_executor(pool._threads, niceness)
+    return await pool.run(_niceness, b"")
 
 
 @pytest.mark.skipif(niceness() > 19 - 7, reason="already too nice to be made 7 nicer")
@@ -72,6 +83,14 @@ async def test_worker_nice_0_leaves_the_workers_alone() -> None:
 def test_the_defaults_are_processes_at_the_lowest_priority() -> None:
     assert VideoQualitySettings().worker_nice == 19
     assert VideoQualitySettings().worker_kind == "process"
+    assert VideoQualitySettings().worker_sched_idle is True
+
+
+@pytest.mark.parametrize("idle", [True, False])
+async def test_worker_processes_run_sched_idle_when_asked(idle: bool) -> None:
+    async with pool("process", idle=idle) as workers:
+        assert await workers.run(_policy, b"") == (os.SCHED_IDLE if idle else os.SCHED_OTHER)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the gateway itself keeps its policy
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
