@@ -157,3 +157,22 @@ def test_puback_of_a_batch_is_one_write_of_paho_s_packets() -> None:
         broker.close()
     pubacks = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
     assert sent["bulk"] == sent["plain"] == pubacks
+
+
+def test_over_tcp_each_read_asks_the_kernel_to_ack_at_once() -> None:
+    got: list[Delivered] = []
+    client = bulk(got)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        broker, _ = server.accept()
+    try:
+        ours.setblocking(False)
+        client._sock = ours
+        ours.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+        broker.sendall(publish(b"campus/s1/button/b1/status", b"{}", 0, 1, False))
+        select.select([ours], [], [], 5)
+        client.loop_read()
+        assert got and ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+    finally:
+        ours.close()
+        broker.close()
