@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import cProfile
 import pstats
+import shutil
 import socket
 import statistics
 import sys
@@ -269,7 +271,9 @@ def ingest_stage(work: list[Batch], warm: int) -> Callable[[], float]:
 
 def spool_stage(work: list[Batch], warm: int) -> Callable[[], float]:
     lines = {id(b): [to_line(m) for m in ms] for b, ms in zip(work, decoded(work), strict=True)}
-    spool = Spool(Path(tempfile.mkdtemp(prefix="ingest-micro-")), 1 << 30, fsync=False)
+    where = Path(tempfile.mkdtemp(prefix="ingest-micro-"))
+    atexit.register(shutil.rmtree, where, ignore_errors=True)
+    spool = Spool(where, 1 << 30, fsync=False)
 
     def run(batch: Batch) -> None:
         spool.append(lines[id(batch)])
