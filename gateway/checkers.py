@@ -65,8 +65,12 @@ class _Worker:
 class Checkers:
     """A pool measuring frames off the event loop; `measure` is awaited from it."""
 
-    def __init__(self, kind: WorkerKind, workers: int, nice: int, idle: bool = False) -> None:
+    def __init__(
+        self, kind: WorkerKind, workers: int, nice: int, idle: bool = False,
+        on_restart: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
         self.kind = kind
+        self._on_restart = on_restart
         self._size = workers
         self._nice = nice
         self._idle = idle
@@ -165,6 +169,7 @@ class Checkers:
         log.error("video quality worker process %s died (%s); starting a new one",
                   worker.process.pid, exc)  # fmt: skip
         self.restarts += 1
+        self._on_restart()
         self._workers.remove(worker)
         worker.writer.close()
         if worker.process.is_alive():

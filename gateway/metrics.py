@@ -47,6 +47,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "snapshots_checked": ("snapshots_checked", "Camera snapshots checked."),
     "snapshots_skipped": ("snapshots_skipped", "Snapshots replaced by a newer one unchecked."),
     "video_troubles": ("video_troubles", "Camera troubles raised by video checks."),
+    "vqd_worker_restarts": ("vqd_worker_restarts", "Video check worker processes replaced."),
 }
 
 

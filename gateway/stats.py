@@ -70,6 +70,7 @@ class Stats:
     snapshots_checked: int = 0
     snapshots_skipped: int = 0
     video_troubles: int = 0
+    vqd_worker_restarts: int = 0  # video quality worker processes that died and were replaced
     # Per topic class, counted by ingest once a batch is durable: messages used (out) and
     # dead-lettered; what came in is their sum.
     class_used: dict[TopicClass, int] = field(default_factory=dict)

@@ -70,6 +70,7 @@ class VideoQuality:
         self._checkers = Checkers(
             settings.worker_kind, settings.workers, settings.worker_nice,
             idle=settings.worker_sched_idle and settings.worker_kind == "process",
+            on_restart=self._restarted,
         )  # fmt: skip
         # Streams are read on threads of their own, one a source: a stream that stalls must not
         # hold a check worker (the checks serve every camera, MQTT snapshots too).
@@ -79,6 +80,9 @@ class VideoQuality:
         )  # fmt: skip
         self._cameras: dict[str, _Camera] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _restarted(self) -> None:
+        self._stats.vqd_worker_restarts += 1
 
     def submit(self, topic: Topic, jpeg: bytes, at: datetime) -> None:
         """A snapshot arrived; check it now, or after the camera's current one."""

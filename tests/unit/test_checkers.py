@@ -124,13 +124,15 @@ async def test_a_bad_jpeg_is_a_frame_error_from_a_worker_process() -> None:
 
 
 async def test_a_killed_worker_process_is_replaced_and_the_frame_measured() -> None:
+    told: list[int] = []
     async with pool("process") as workers:
+        workers._on_restart = lambda: told.append(1)
         await workers.measure(jpeg(0), 4, None, None)
         (victim,) = workers.pids()
         os.kill(victim, signal.SIGKILL)
         measured = await workers.measure(jpeg(1), 4, None, None)
         assert measured.scores.brightness > 0
-        assert workers.restarts == 1
+        assert workers.restarts == 1 and told == [1]  # counted in /api/stats and /metrics
         assert len(workers.pids()) == 1 and workers.pids() != [victim]
 
 
