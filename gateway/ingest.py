@@ -139,11 +139,26 @@ class Ingest:
         """Decode and route every message; returns once alarms and letters are durable."""
         now, started = datetime.now(UTC), time.perf_counter()
         batch, tick, allow = _Batch(), self._clock(), self._limit.allow
+        allowed: list[str] = []
+        denied: list[str] = []
         for topic, payload in raw:
-            if topic.endswith(UNLIMITED) or allow(topic.rpartition("/")[0], tick):
+            if topic.endswith(UNLIMITED):
+                self._one(topic, payload, now, batch)
+                continue
+            device = topic.rpartition("/")[0]
+            if allow(device, tick):
+                allowed.append(device)
                 self._one(topic, payload, now, batch)
             else:
-                self._stats.rate_limited += 1
+                denied.append(device)
+        try:
+            await self._durable(batch, started)
+        except BaseException:
+            self._limit.refund(allowed, denied, tick)  # the batch comes again: count it once
+            raise
+        self._stats.rate_limited += len(denied)
+
+    async def _durable(self, batch: _Batch, started: float) -> None:
         if batch.alarms or batch.letters or batch.restores:
             created = await self._store.commit(batch.alarms, batch.letters, batch.restores)
             self._stats.ingest_commit.observe(time.perf_counter() - started)

@@ -49,6 +49,26 @@ class RateLimit:
                         "(%d so far)", device, self._max, self.excess.get(device, 0))  # fmt: skip
         return False
 
+    def refund(self, allowed: list[str], denied: list[str], now: float) -> None:
+        """Take back what `allow` counted for a batch that was not handled after all (its
+        commit failed and it will come again): the retry is counted once, not on top."""
+        if int(now) == self._window:
+            for device in (*allowed, *denied):
+                count = self._counts.get(device, 0) - 1
+                if count > 0:
+                    self._counts[device] = count
+                else:
+                    self._counts.pop(device, None)
+        for device in denied:
+            self.total -= 1
+            excess = self.excess.get(device)
+            if excess is None:
+                self.others -= 1
+            elif excess > 1:
+                self.excess[device] = excess - 1
+            else:
+                del self.excess[device]
+
     def report(self, top: int = 10) -> dict[str, int]:
         """The devices that lost the most messages to the limit, most first."""
         worst = sorted(self.excess.items(), key=lambda item: -item[1])[:top]

@@ -229,3 +229,50 @@ async def test_topics_worked_out_once_give_the_same_results_and_errors_each_time
     assert reasons[:2] == reasons[2:] and reasons[0].startswith("unknown kind 'lift'")
     assert reasons[1].startswith("bad device id 'b 1'")
     assert len(ingest._routes) <= 2
+
+
+class FailingOnce(FakeStore):
+    """Refuses its first commit, as a store does while its disk is full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def commit(
+        self,
+        alarms: Sequence[NewAlarm],
+        letters: Sequence[NewDeadLetter],
+        restores: Sequence[Restore] = (),
+    ) -> list[str]:
+        if not self.failed:
+            self.failed = True
+            raise OSError("disk full")
+        return await super().commit(alarms, letters, restores)
+
+
+async def test_a_batch_retried_after_a_store_error_is_rate_limited_once(
+    settings: Settings,
+) -> None:
+    stats, store, points = Stats(), FailingOnce(), []
+
+    async def add_points(lines: list[bytes]) -> None:
+        points.extend(lines)
+
+    ingest = Ingest(
+        settings, DriverRouter(settings), store, add_points,
+        AvailabilityTracker(settings.availability), stats, on_alarms=lambda ids: None,
+    )  # type: ignore[arg-type]  # fmt: skip
+    ingest._clock = lambda: 1000.5  # one window
+    limit = settings.limits.device_msgs_per_s
+    status = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "battery": 90}'
+    calm = [("campus/s1/button/b1/status", status)] * (limit - 10)
+    loud = [("campus/s1/button/loud/status", status)] * (limit + 5)
+    batch = [*calm, *loud, ("campus/s1/button/b1/event", PRESS)]  # a press: a commit to fail
+    with pytest.raises(OSError, match="disk full"):
+        await ingest.handle(batch)
+    assert stats.rate_limited == 0 and ingest.flooding() == {}
+    await ingest.handle(batch)  # the broker delivers it again
+    assert len(points) == (limit - 10) + limit + 1  # b1 whole, loud up to its limit, the press
+    assert stats.rate_limited == 5
+    assert ingest.flooding() == {"campus/s1/button/loud": 5}
+    assert len(store.alarms) == 1
