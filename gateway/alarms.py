@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from gateway.availability import Change
@@ -114,6 +114,13 @@ class OfflineTroubles:
         self._cooldown = cooldown_s
         self._registered = registered
         self._last: dict[str, datetime] = {}
+
+    def remember(self, raised: Mapping[str, datetime]) -> None:
+        """Start-up: when each device's last offline trouble was raised (from the alarm store),
+        so that a restart does not open the cooldown again."""
+        for key, at in raised.items():
+            if key not in self._last or self._last[key] < at:
+                self._last[key] = at
 
     def watched(self, change: Change) -> bool:
         """Buttons always; cameras when the registry puts them at the gatehouse."""

@@ -111,6 +111,8 @@ async def run(settings: Settings) -> None:
         registry = await asyncio.to_thread(RegistryStore, settings.store.registry_path)
         parts = _Parts.wire(settings, router, store, sink, forwarder)
         parts.registry_store = registry
+        # Before any message: the offline troubles' cooldown holds across restarts.
+        parts.fleet.troubles.remember(await store.last_troubles("offline"))
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(parts.api_context()), log_level="warning", lifespan="off",

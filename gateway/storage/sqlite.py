@@ -292,6 +292,18 @@ class SqliteAlarmStore:
         )
         return {school: datetime.fromisoformat(at) for school, at in rows_}
 
+    async def last_troubles(self, event: str) -> dict[str, datetime]:
+        """Per device (`school/kind/device`), when a trouble of this event was last raised."""
+        return await self._run(self._last_troubles, event)
+
+    def _last_troubles(self, event: str) -> dict[str, datetime]:
+        rows_ = self.db.execute(
+            "SELECT school, kind, device, max(received_at) FROM alarms"
+            " WHERE event = ? AND category = 'trouble' GROUP BY school, kind, device",
+            (event,),
+        )
+        return {f"{s}/{k}/{d}": datetime.fromisoformat(at) for s, k, d, at in rows_}
+
     async def list_alarms(self, query: AlarmQuery) -> tuple[list[Alarm], int]:
         """Alarms matching the filters, oldest first, with the total before paging."""
         return await self._run(rows.list_alarms, self.db, query)

@@ -118,3 +118,13 @@ def test_last_status_reads_as_the_message_s_json(body: Status) -> None:
     shown = t.record(entry).model_dump(mode="json")["last_status"]
     assert shown == body.model_dump(mode="json")
     assert orjson.loads(t.record(entry).model_dump_json())["last_status"] == shown
+
+
+def test_offline_troubles_remember_the_last_ones_across_a_restart() -> None:
+    troubles = OfflineTroubles(cooldown_s=3600, registered=lambda key: None)
+    troubles.remember({"s1/button/b1": T0, "s1/button/b2": T0 - timedelta(hours=2)})
+    t = AvailabilityTracker(SETTINGS)
+    later = T0 + timedelta(minutes=30)
+    raised = [troubles.for_change(c) for d in ("b1", "b2")
+              if (c := t.seen(will(d, "offline", later))) is not None]  # fmt: skip
+    assert [a.device for a in raised if a is not None] == ["b2"]  # b1's hour is not over

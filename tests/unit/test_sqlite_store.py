@@ -243,3 +243,19 @@ async def test_totals_are_counted_when_an_old_store_is_upgraded(tmp_path: Path) 
         counts = await store.counts()
     assert counts == scanned_counts(path)
     assert (counts["alarms_total"], counts["alarms_forwarded"], counts["dead_letters"]) == (5, 1, 1)
+
+
+async def test_last_troubles_per_device_of_one_event(store: SqliteAlarmStore) -> None:
+    def trouble(device: str, event: str, minutes: int) -> NewAlarm:
+        at = T0 + timedelta(minutes=minutes)
+        return dataclasses.replace(
+            alarm(0, category="trouble", endpoints=()), device=device, event=event,
+            device_ts=at, received_at=at,
+        )  # fmt: skip
+
+    await store.commit([trouble("b1", "offline", 0), trouble("b1", "offline", 90),
+                        trouble("b2", "offline", 30), trouble("b3", "video_black", 40),
+                        dataclasses.replace(alarm(7), event="offline")], [])  # fmt: skip
+    assert await store.last_troubles("offline") == {
+        "s1/button/b1": T0 + timedelta(minutes=90), "s1/button/b2": T0 + timedelta(minutes=30),
+    }  # fmt: skip
