@@ -25,7 +25,7 @@ from gateway.forwarding import Dispatcher
 from gateway.heap import freeze_long_lived
 from gateway.ingest import Ingest
 from gateway.linkage import LinkageForwarder
-from gateway.models import Topic
+from gateway.models import Kind, Topic
 from gateway.mqtt import Inbound, MqttLink, roles
 from gateway.ports import NewDeadLetter, TelemetrySink
 from gateway.spool import Spool, SpoolError
@@ -113,6 +113,7 @@ async def run(settings: Settings) -> None:
         parts.registry_store = registry
         # Before any message: the offline troubles' cooldown holds across restarts.
         parts.fleet.troubles.remember(await store.last_troubles("offline"))
+        parts.video.resume(await store.open_troubles(Kind.CAMERA, "video_"))
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(parts.api_context()), log_level="warning", lifespan="off",

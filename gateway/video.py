@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from drivers.camera.quality import CameraQuality, FrameError, Verdict
+from drivers.camera.quality import CHECKS, CameraQuality, FrameError, Verdict
 from gateway.alarms import PRIORITY, new_alarm_id
 from gateway.checkers import Checkers, WorkerDied, lower_priority
 from gateway.config import CameraSource, VideoQualitySettings
@@ -80,6 +80,18 @@ class VideoQuality:
         )  # fmt: skip
         self._cameras: dict[str, _Camera] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def resume(self, troubles: Sequence[tuple[str, str, str, datetime]]) -> None:
+        """Start-up: the video troubles still open in the alarm store, (school, device,
+        `video_<check>`, raised at), so a restart neither raises them again nor forgets to
+        record them restored."""
+        for school, device, event, at in troubles:
+            check = event.removeprefix("video_")
+            if check not in CHECKS:
+                continue
+            camera = self._camera(school, device)
+            camera.quality.resume(check, at.timestamp())
+            camera.active.add(check)
 
     def _restarted(self) -> None:
         self._stats.vqd_worker_restarts += 1

@@ -98,6 +98,12 @@ class CameraQuality:
         """The camera's current troubles."""
         return frozenset(c for c, t in self._state.tracks.items() if t.active)
 
+    def resume(self, check: str, raised_at: float) -> None:
+        """After a restart: the camera has this trouble open since `raised_at`; it clears after
+        `healthy_to_clear` good frames as if the gateway had never stopped."""
+        track = self._state.tracks[check]
+        track.active, track.raised_at = True, raised_at
+
     def rebaseline(self) -> None:
         """Learn the camera afresh (after it was moved or refocused on purpose)."""
         self.baseline.clear()

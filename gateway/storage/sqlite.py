@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.alarms import new_alarm_id, next_state, trouble_alarm
-from gateway.models import Alarm, DeadLetter
+from gateway.models import Alarm, DeadLetter, Kind
 from gateway.ports import (
     AlarmNotFoundError,
     AlarmQuery,
@@ -303,6 +303,22 @@ class SqliteAlarmStore:
             (event,),
         )
         return {f"{s}/{k}/{d}": datetime.fromisoformat(at) for s, k, d, at in rows_}
+
+    async def open_troubles(
+        self, kind: Kind, event_prefix: str
+    ) -> list[tuple[str, str, str, datetime]]:
+        """(school, device, event, raised at) of each trouble of these devices whose event
+        starts with the prefix, not yet restored nor reset (the latest per device and event)."""
+        return await self._run(self._open_troubles, kind, event_prefix)
+
+    def _open_troubles(self, kind: Kind, prefix: str) -> list[tuple[str, str, str, datetime]]:
+        rows_ = self.db.execute(
+            "SELECT school, device, event, max(received_at) FROM alarms WHERE kind = ?"
+            " AND category = 'trouble' AND substr(event, 1, ?) = ? AND restored_at IS NULL"
+            " AND state != 'reset' GROUP BY school, device, event ORDER BY school, device, event",
+            (kind.value, len(prefix), prefix),
+        )
+        return [(s, d, e, datetime.fromisoformat(at)) for s, d, e, at in rows_]
 
     async def list_alarms(self, query: AlarmQuery) -> tuple[list[Alarm], int]:
         """Alarms matching the filters, oldest first, with the total before paging."""

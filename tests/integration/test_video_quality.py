@@ -134,6 +134,32 @@ def test_polled_sources_http_frames_and_a_dead_url_is_signal_loss(
     assert "signal_loss" not in active(gateway)["s9/camera/http1"]
 
 
+def test_a_trouble_open_across_a_restart_is_not_raised_again_and_clears(
+    tmp_path: Path, gateway: Gateway, cameras: int
+) -> None:
+    gateway.stop()
+    gateway.configure(
+        video_quality={"baseline_frames": 8, "hits_to_raise": 3, "healthy_to_clear": 3,
+                       "cooldown_s": 0, "decode_reduction": 1,
+                       "evidence_dir": str(tmp_path / "evidence")},
+        alarms={"duplicate_window_s": 0.5},  # the store must not be what hides a repeat
+    )  # fmt: skip
+    gateway.start()
+    wait_for(lambda: len(active(gateway)) == 3 and all(
+        c["frames"] >= 12 for c in gateway.get("/api/cameras")), 30, "baselines")  # fmt: skip
+    _inject(cameras, "s1/c2", "black")
+    wait_for(lambda: active(gateway)["s1/camera/c2"] == ["black"], 30, "black on c2")
+    gateway.stop()
+    gateway.start()  # c2 is still black
+    assert active(gateway).get("s1/camera/c2") == ["black"]  # known before any frame
+    wait_for(lambda: gateway.get("/api/cameras?school=s1")[1]["frames"] >= 8, 30, "frames")
+    troubles = gateway.get("/api/alarms?device=c2")["items"]
+    assert [a["event"] for a in troubles] == ["video_black"]  # not raised a second time
+    _clear(cameras, "s1/c2")
+    wait_for(lambda: active(gateway)["s1/camera/c2"] == [], 30, "cleared after the restart")
+    assert gateway.get(f"/api/alarms/{troubles[0]['id']}")["restored_at"] is not None
+
+
 def _children(pid: int) -> dict[int, str]:
     """The processes whose parent is `pid`, with their command lines."""
     found = {}

@@ -133,3 +133,14 @@ def test_the_verdict_carries_the_decoded_frame_for_evidence() -> None:
     verdict = camera.snap(scenes.black)
     assert verdict.frame is not None and verdict.frame.shape == (360, 640, 3)
     assert verdict.frame.mean() < 10
+
+
+def test_a_resumed_trouble_is_not_raised_again_and_clears_after_m_healthy_frames() -> None:
+    camera = Camera(hits_to_raise=3, healthy_to_clear=3, cooldown_s=0)
+    camera.quality.resume("black", 0.0)
+    assert camera.quality.active == {"black"}
+    black = camera.run(4, scenes.black)
+    assert not any(v.raised for v in black) and camera.quality.active == {"black"}
+    healthy = camera.run(3)
+    assert [sorted(v.cleared) for v in healthy] == [[], [], ["black"]]
+    assert camera.quality.active == frozenset()

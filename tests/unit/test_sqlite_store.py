@@ -259,3 +259,24 @@ async def test_last_troubles_per_device_of_one_event(store: SqliteAlarmStore) ->
     assert await store.last_troubles("offline") == {
         "s1/button/b1": T0 + timedelta(minutes=90), "s1/button/b2": T0 + timedelta(minutes=30),
     }  # fmt: skip
+
+
+async def test_open_troubles_are_the_unrestored_unreset_ones_by_prefix(
+    store: SqliteAlarmStore,
+) -> None:
+    def trouble(device: str, event: str, minutes: int) -> NewAlarm:
+        at = T0 + timedelta(minutes=minutes)
+        return dataclasses.replace(
+            alarm(0, category="trouble", endpoints=()), kind=Kind.CAMERA, device=device,
+            event=event, device_ts=at, received_at=at,
+        )  # fmt: skip
+
+    black, frozen = trouble("c1", "video_black", 0), trouble("c2", "video_frozen", 5)
+    reset, offline = trouble("c3", "video_blur", 10), trouble("c4", "offline", 15)
+    await store.commit([black, frozen, reset, offline, trouble("c5", "video_noise", 20)], [])
+    await store.commit([], [], [Restore("s1", Kind.CAMERA, "c5", T0, "video_noise")])
+    await store.transition(reset.id, "acknowledge", "op", "")
+    await store.transition(reset.id, "reset", "op", "")
+    assert await store.open_troubles(Kind.CAMERA, "video_") == [
+        ("s1", "c1", "video_black", T0), ("s1", "c2", "video_frozen", T0 + timedelta(minutes=5)),
+    ]  # fmt: skip
