@@ -137,12 +137,13 @@ class Spool:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def read(self, max_points: int) -> Chunk:
-        """Whole records from the cursor on, until about max_points (at least one record)."""
+    def read(self, max_points: int, after: Chunk | None = None) -> Chunk:
+        """Whole records from the cursor on (or from where `after`, a chunk read but not yet
+        acknowledged, ends), until about max_points (at least one record)."""
         with self._lock:
             lines: list[bytes] = []
             points = 0
-            segment, offset = self._cursor
+            segment, offset = self._cursor if after is None else max(after.end, self._cursor)
             for seg in self._segments:
                 if seg.number < segment:
                     continue

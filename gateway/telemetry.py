@@ -2,13 +2,15 @@
 
 Ingest hands each batch's points to `add_batch`, which appends them to the spool (one fsync'd
 record) before the batch is acknowledged to the broker. `run` reads the spool in order and
-writes as soon as points wait and the previous write is done, after a linger of
+writes as soon as points wait and fewer than two writes are under way, after a linger of
 `influxdb.linger_s` (a few ms) for more to come: at low rates a point waits the linger and one
-write, and under load the points that arrive during a write make the next batch, so batches
-grow with the load by themselves, up to `batch_size` per request. A batch leaves the spool only
-once the database took it, so an outage of the database loses nothing (the spool holds
-`spool.max_bytes`, then evicts its oldest points, counted and logged). After a failed write the
-writer waits twice `flush_interval_s`, doubling up to 5 s, and new points do not cut that short.
+write, and under load the points that arrive during two writes make the next batch, so batches
+grow with the load by themselves, up to `batch_size` per request. The second write in flight
+keeps a point that arrives during a slow write (influxd compacting) from waiting for it. A
+batch leaves the spool only once the database took it and every batch before it, so an outage
+of the database loses nothing (the spool holds `spool.max_bytes`, then evicts its oldest
+points, counted and logged). After a failed write the writer waits twice `flush_interval_s`,
+doubling up to 5 s, and new points do not cut that short.
 
 Backpressure: while the spool is filled past `spool.backpressure_at` of its bound, `add_batch`
 holds each batch until the spool drains below 90 % of that mark or `spool.max_hold_s` passes.
@@ -53,6 +55,7 @@ class TelemetryWriter:
         high_water_bytes: int = 900 << 20,
         max_hold_s: float = 1.0,
         linger_s: float = 0.005,
+        max_in_flight: int = 2,
     ) -> None:
         self._sink = sink
         self._stats = stats
@@ -60,6 +63,7 @@ class TelemetryWriter:
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._linger = linger_s
+        self._max_in_flight = max_in_flight
         self._loose: deque[bytes] = deque()
         self._max_loose = max_loose
         self._high_water = high_water_bytes
@@ -116,24 +120,62 @@ class TelemetryWriter:
             self._wake.set()
 
     async def run(self) -> None:
-        """Write forever: what waits, once the last write is done and the linger has passed."""
+        """Write forever: what waits, after the linger, while fewer than `max_in_flight` writes
+        are under way; the spool moves past a batch once it and every batch before it is in."""
         backoff = self._interval
         if self.pending:  # points from before a restart
             self._wake.set()
         while True:
             if self.healthy:
-                await self._wake.wait()
-                if self._linger and self.pending < self._batch_size:
-                    await asyncio.sleep(self._linger)
-            else:
-                await asyncio.sleep(backoff)
-            self._wake.clear()  # set again by what arrives during this write: the next batch
+                await self._pipeline()  # returns when a write failed
+                backoff = min(self._interval * 2, 5.0)
+                continue
+            await asyncio.sleep(backoff)
             await self._spool_loose()
-            # Only what is spooled now: what arrives meanwhile is the next write's batch.
-            ok = await self.flush(limit=self._spool.pending_points)
-            backoff = self._interval if ok else min(backoff * 2, 5.0)
-            if ok and self.pending:
+            if await self.flush(limit=self._spool.pending_points):
                 self._wake.set()  # (what arrived while the writes failed did not set it)
+            else:
+                backoff = min(backoff * 2, 5.0)
+
+    async def _pipeline(self) -> None:
+        """Write what waits, up to `max_in_flight` batches at once, until a write fails; the
+        spool moves past a batch once it and every batch before it are in (acks in order)."""
+        flights: deque[tuple[Chunk, asyncio.Task[bool], float]] = deque()
+        wake: asyncio.Future[bool] = asyncio.ensure_future(self._wake.wait())
+        try:
+            while True:
+                waiting = [wake] if len(flights) < self._max_in_flight else []
+                if flights:
+                    waiting.append(flights[0][1])
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                while flights and flights[0][1].done():
+                    chunk, task, started = flights.popleft()
+                    if not task.result():
+                        return
+                    await self._done(chunk, started)
+                if wake.done() and len(flights) < self._max_in_flight:
+                    wake = await self._take_off(flights)
+        finally:
+            wake.cancel()
+            for _, task, _ in flights:
+                task.cancel()
+
+    async def _take_off(
+        self, flights: deque[tuple[Chunk, asyncio.Task[bool], float]]
+    ) -> asyncio.Future[bool]:
+        """Start writing what is spooled after the batches in flight; a new wake-up future."""
+        if self._linger and self.pending < self._batch_size:
+            await asyncio.sleep(self._linger)
+        self._wake.clear()  # set again by what arrives from now on: the next batch
+        wake: asyncio.Future[bool] = asyncio.ensure_future(self._wake.wait())
+        await self._spool_loose()
+        after = flights[-1][0] if flights else None
+        chunk = await asyncio.to_thread(self._spool.read, self._batch_size, after)
+        if chunk.points:
+            flights.append((chunk, asyncio.ensure_future(self._send(chunk)), time.perf_counter()))
+            if self.pending > sum(c.points for c, _, _ in flights):
+                self._wake.set()  # more than one batch waits
+        return wake
 
     async def _spool_loose(self) -> None:
         if self._loose:
@@ -159,6 +201,13 @@ class TelemetryWriter:
 
     async def _write(self, chunk: Chunk) -> bool:
         started = time.perf_counter()
+        if not await self._send(chunk):
+            return False
+        await self._done(chunk, started)
+        return True
+
+    async def _send(self, chunk: Chunk) -> bool:
+        """Write the chunk; True if it is done with (written, or refused for good)."""
         payload = b"\n".join(chunk.lines)
         try:
             await self._sink.write(payload)
@@ -173,6 +222,9 @@ class TelemetryWriter:
             return False
         else:
             self._stats.points_written += chunk.points
+        return True
+
+    async def _done(self, chunk: Chunk, started: float) -> None:
         await asyncio.to_thread(self._spool.ack, chunk)
         if self._spool.pending_bytes < self._high_water * 0.9:
             self._drained.set()
@@ -182,7 +234,6 @@ class TelemetryWriter:
         if not self.healthy:
             log.info("telemetry writes recovered; %d points pending", self.pending)
         self.healthy, self.last_error = True, None
-        return True
 
     def _note_failure(self, exc: Exception) -> None:
         self._stats.write_errors += 1

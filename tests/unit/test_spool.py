@@ -85,3 +85,18 @@ def test_acknowledging_an_old_chunk_again_changes_nothing(tmp_path: Path) -> Non
     spool.append(points(2, 3))
     spool.ack(chunk)
     assert spool.pending_points == 2
+
+
+def test_reading_on_after_an_unacknowledged_chunk_and_acking_both_in_order(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
+    for k in range(8):
+        spool.append(points(3, 3 * k))
+    first = spool.read(7)
+    second = spool.read(7, after=first)  # while the first is still being written
+    assert first.lines + second.lines == points(first.points + second.points)
+    spool.ack(first)
+    spool.ack(second)
+    assert spool.pending_points == 24 - first.points - second.points
+    assert spool.read(100).lines == points(spool.pending_points, first.points + second.points)

@@ -120,10 +120,11 @@ class GatedSink(Sink):
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
-        self.started = asyncio.Event()
+
+        self.writing = 0
 
     async def write(self, lines: bytes) -> None:
-        self.started.set()
+        self.writing += 1
         await self.gate.wait()
         await super().write(lines)
 
@@ -157,18 +158,78 @@ async def test_a_lone_point_is_written_without_waiting_for_a_full_batch(tmp_path
         task.cancel()
 
 
-async def test_what_arrives_during_a_write_is_the_next_batch(tmp_path: Path) -> None:
+async def test_what_arrives_during_two_writes_is_the_next_batch(tmp_path: Path) -> None:
     sink = GatedSink()
     w = slow_to_flush(tmp_path, sink, batch_size=100)
     task = asyncio.create_task(w.run())
     try:
         await w.add_batch([b"a"])
-        await until(sink.started.is_set)  # the database is busy with [a]
-        for name in (b"b", b"c", b"d"):
+        await until(lambda: sink.writing == 1)  # the database is busy with [a]
+        await w.add_batch([b"b"])
+        await until(lambda: sink.writing == 2)  # and with [b]: no third write
+        for name in (b"c", b"d"):
             await w.add_batch([name])
         sink.gate.set()
         await until(lambda: w.pending == 0)
-        assert sink.batches == [b"a", b"b\nc\nd"]  # one request for what waited
+        assert sink.batches == [b"a", b"b", b"c\nd"]  # one request for what waited
+    finally:
+        task.cancel()
+
+
+class OneByOneSink(Sink):
+    """Each write waits until the test lets that very write finish (by its lines)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[bytes, asyncio.Event] = {}
+
+    async def write(self, lines: bytes) -> None:
+        await self.gates.setdefault(lines, asyncio.Event()).wait()
+        await super().write(lines)
+
+    def finish(self, lines: bytes) -> None:
+        self.gates.setdefault(lines, asyncio.Event()).set()
+
+
+async def test_a_write_finished_first_is_acknowledged_after_the_one_before(tmp_path: Path) -> None:
+    sink = OneByOneSink()
+    w = slow_to_flush(tmp_path, sink)
+    task = asyncio.create_task(w.run())
+    try:
+        await w.add_batch([b"a"])
+        await until(lambda: b"a" in sink.gates)
+        await w.add_batch([b"b"])
+        await until(lambda: b"b" in sink.gates)
+        sink.finish(b"b")
+        await until(lambda: sink.batches == [b"b"])
+        await asyncio.sleep(0.01)
+        assert w.pending == 2  # [b] is in, but the spool keeps both until [a] is
+        sink.finish(b"a")
+        await until(lambda: w.pending == 0)
+    finally:
+        task.cancel()
+
+
+async def test_a_failed_write_keeps_the_one_after_it_spooled_too(tmp_path: Path) -> None:
+    sink = OneByOneSink()
+    w = slow_to_flush(tmp_path, sink)
+    w._interval = 0.001  # retry at once
+    task = asyncio.create_task(w.run())
+    try:
+        await w.add_batch([b"a"])
+        await until(lambda: b"a" in sink.gates)
+        await w.add_batch([b"b"])
+        await until(lambda: b"b" in sink.gates)
+        sink.finish(b"b")
+        await until(lambda: sink.batches == [b"b"])
+        sink.fail = ConnectionError("down")
+        sink.finish(b"a")
+        await until(lambda: not w.healthy)
+        assert w.pending == 2
+        sink.fail = None
+        sink.finish(b"a\nb")
+        await until(lambda: w.pending == 0)
+        assert sink.batches == [b"b", b"a\nb"]  # [b] twice: written at least once, in order
     finally:
         task.cancel()
 
