@@ -127,10 +127,12 @@ class Checkers:
             await worker.writer.drain()
             (size,) = _LENGTH.unpack(await worker.reader.readexactly(_LENGTH.size))
             reply = await worker.reader.readexactly(size)
+            outcome, value = pickle.loads(reply)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             code = worker.process.exitcode
             raise _Lost(f"exit code {code}" if code is not None else str(exc) or "EOF") from None
-        outcome, value = pickle.loads(reply)
+        except Exception as exc:  # a reply that is not one: the worker is not to be trusted
+            raise _Lost(f"unreadable reply: {type(exc).__name__}: {exc}") from None
         return str(outcome), value
 
     async def _take(self) -> _Worker:

@@ -151,3 +151,24 @@ async def test_a_frame_that_kills_fresh_workers_too_is_a_worker_died_error(
         monkeypatch.setattr(checkers, "measure_remote", checkers.measure_frame)
         measured = await workers.measure(jpeg(1), 4, None, None)  # new workers serve again
         assert measured.scores.brightness > 0
+
+
+def _explode() -> None:
+    raise ValueError("cannot be rebuilt here")
+
+
+class _Bomb:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_explode, ())
+
+
+def _bomb(_: bytes) -> _Bomb:
+    return _Bomb()
+
+
+async def test_an_unreadable_reply_retires_the_worker_and_the_pool_goes_on() -> None:
+    async with pool("process") as workers:
+        with pytest.raises(WorkerDied):
+            await workers.run(_bomb, b"")
+        assert workers.restarts == 2
+        assert await in_worker(workers) >= 0  # fresh workers serve
