@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulators.servers import (
     InfluxDB,
     Mosquitto,
+    children_of,
     find_binary,
     log_tail,
     spawn,
@@ -288,20 +289,6 @@ def publish_plans(
 def split(total: int, parts: int) -> list[int]:
     """total as `parts` near-equal shares."""
     return [total // parts + (i < total % parts) for i in range(parts)]
-
-
-def children_of(parent: int) -> list[tuple[int, str]]:
-    """(PID, command line) of each process whose parent is `parent`."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                found.append(
-                    (int(stat.parent.name), (stat.parent / "cmdline").read_bytes().decode())
-                )
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return found
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

@@ -129,6 +129,18 @@ def spawn(
         )
 
 
+def children_of(parent: int) -> dict[int, str]:
+    """The processes whose parent is `parent` (from /proc), with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().decode()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """SIGTERM the child by PID, SIGKILL it after timeout seconds; return its exit code."""
     if proc.poll() is None:

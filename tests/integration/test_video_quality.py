@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from simulators.servers import Mosquitto, free_port, spawn, stop_process
+from simulators.servers import Mosquitto, children_of, free_port, spawn, stop_process
 from tests.integration.conftest import Gateway, wait_for
 
 pytestmark = pytest.mark.integration
@@ -160,19 +160,6 @@ def test_a_trouble_open_across_a_restart_is_not_raised_again_and_clears(
     assert gateway.get(f"/api/alarms/{troubles[0]['id']}")["restored_at"] is not None
 
 
-def _children(pid: int) -> dict[int, str]:
-    """The processes whose parent is `pid`, with their command lines."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().decode()
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return found
-
-
 def _running(pid: int) -> bool:
     """Alive and not a zombie (a container's init may not reap the orphans it adopts)."""
     try:
@@ -188,7 +175,7 @@ def test_the_checks_run_in_worker_processes_that_end_with_a_killed_gateway(
     assert gateway.proc is not None
     wait_for(lambda: sum(c["frames"] for c in gateway.get("/api/cameras")) >= 12, 30,
              "frames checked")  # fmt: skip
-    workers = [pid for pid, cmd in _children(gateway.proc.pid).items() if "spawn_main" in cmd]
+    workers = [pid for pid, cmd in children_of(gateway.proc.pid).items() if "spawn_main" in cmd]
     assert len(workers) == 2  # video_quality.workers, as processes by default
     gateway.kill()  # SIGKILL: the pool cannot tell its workers
     wait_for(lambda: not any(_running(pid) for pid in workers), 10, "orphaned workers to end")

@@ -1,7 +1,8 @@
 """Ingest: topics, drivers, alarms and dead letters for a batch, against an in-memory store."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,19 +185,29 @@ async def test_nvr_not_recording_or_short_retention_is_a_trouble_then_restored(
     ]  # fmt: skip
 
 
+STATUS = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "battery": 90}'
+
+
+def in_one_window(
+    settings: Settings, store: FakeStore, stats: Stats, add_points: Callable[..., Any]
+) -> Ingest:
+    """An Ingest whose rate-limit clock stays in one one-second window."""
+    ingest = Ingest(
+        settings, DriverRouter(settings), store, add_points,
+        AvailabilityTracker(settings.availability), stats, on_alarms=lambda ids: None,
+    )  # type: ignore[arg-type]  # fmt: skip
+    ingest._clock = lambda: 1000.5
+    return ingest
+
+
 async def test_a_flooding_device_is_limited_counted_and_named_events_never(
     settings: Settings,
 ) -> None:
     stats, store = Stats(), FakeStore()
-    ingest = Ingest(
-        settings, DriverRouter(settings), store, no_points,
-        AvailabilityTracker(settings.availability), stats, on_alarms=lambda ids: None,
-    )  # type: ignore[arg-type]  # fmt: skip
-    ingest._clock = lambda: 1000.5  # one window
+    ingest = in_one_window(settings, store, stats, no_points)
     limit = settings.limits.device_msgs_per_s
-    status = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "battery": 90}'
-    flood = [("campus/s1/button/loud/status", status)] * (limit + 30)
-    quiet = [("campus/s1/button/calm/status", status)] * 3
+    flood = [("campus/s1/button/loud/status", STATUS)] * (limit + 30)
+    quiet = [("campus/s1/button/calm/status", STATUS)] * 3
     presses = [
         ("campus/s1/button/loud/event",
          b'{"seq": %d, "ts": "2026-11-23T08:00:0%dZ", "event": "press"}' % (n, n))
@@ -258,15 +269,10 @@ async def test_a_batch_retried_after_a_store_error_is_rate_limited_once(
     async def add_points(lines: list[bytes]) -> None:
         points.extend(lines)
 
-    ingest = Ingest(
-        settings, DriverRouter(settings), store, add_points,
-        AvailabilityTracker(settings.availability), stats, on_alarms=lambda ids: None,
-    )  # type: ignore[arg-type]  # fmt: skip
-    ingest._clock = lambda: 1000.5  # one window
+    ingest = in_one_window(settings, store, stats, add_points)
     limit = settings.limits.device_msgs_per_s
-    status = b'{"seq": 1, "ts": "2026-11-23T08:00:00Z", "battery": 90}'
-    calm = [("campus/s1/button/b1/status", status)] * (limit - 10)
-    loud = [("campus/s1/button/loud/status", status)] * (limit + 5)
+    calm = [("campus/s1/button/b1/status", STATUS)] * (limit - 10)
+    loud = [("campus/s1/button/loud/status", STATUS)] * (limit + 5)
     batch = [*calm, *loud, ("campus/s1/button/b1/event", PRESS)]  # a press: a commit to fail
     with pytest.raises(OSError, match="disk full"):
         await ingest.handle(batch)

@@ -191,17 +191,22 @@ class OneByOneSink(Sink):
         self.gates.setdefault(lines, asyncio.Event()).set()
 
 
+async def b_written_before_a(w: TelemetryWriter, sink: OneByOneSink) -> None:
+    """Batches [a] then [b] in flight at once; [b]'s write finishes first, [a]'s waits."""
+    await w.add_batch([b"a"])
+    await until(lambda: b"a" in sink.gates)
+    await w.add_batch([b"b"])
+    await until(lambda: b"b" in sink.gates)
+    sink.finish(b"b")
+    await until(lambda: sink.batches == [b"b"])
+
+
 async def test_a_write_finished_first_is_acknowledged_after_the_one_before(tmp_path: Path) -> None:
     sink = OneByOneSink()
     w = slow_to_flush(tmp_path, sink)
     task = asyncio.create_task(w.run())
     try:
-        await w.add_batch([b"a"])
-        await until(lambda: b"a" in sink.gates)
-        await w.add_batch([b"b"])
-        await until(lambda: b"b" in sink.gates)
-        sink.finish(b"b")
-        await until(lambda: sink.batches == [b"b"])
+        await b_written_before_a(w, sink)
         await asyncio.sleep(0.01)
         assert w.pending == 2  # [b] is in, but the spool keeps both until [a] is
         sink.finish(b"a")
@@ -216,12 +221,7 @@ async def test_a_failed_write_keeps_the_one_after_it_spooled_too(tmp_path: Path)
     w._interval = 0.001  # retry at once
     task = asyncio.create_task(w.run())
     try:
-        await w.add_batch([b"a"])
-        await until(lambda: b"a" in sink.gates)
-        await w.add_batch([b"b"])
-        await until(lambda: b"b" in sink.gates)
-        sink.finish(b"b")
-        await until(lambda: sink.batches == [b"b"])
+        await b_written_before_a(w, sink)
         sink.fail = ConnectionError("down")
         sink.finish(b"a")
         await until(lambda: not w.healthy)
