@@ -6,7 +6,7 @@ stays in the gateway, with the camera's state. In worker processes the measuring
 the gateway's GIL (its Python and numpy parts do, about 0.9 ms a frame, and the event loop
 then waits for it up to the 5 ms switch interval) nor competes for the CPUs: each worker runs
 `worker_nice` nicer and, by default, under SCHED_IDLE. Threads (`worker_kind = "thread"`) avoid
-the processes' memory (about 60 MB each) and copies, at the cost of alarm latency while the
+the processes' memory (about 77 MB resident each) and copies, at the cost of alarm latency while the
 checks run at full speed (docs/video-quality.md has the figures).
 
 The pool is our own, not `ProcessPoolExecutor`: its feeder, manager and result threads cost the
